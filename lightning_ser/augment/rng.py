@@ -1,0 +1,137 @@
+"""Per-sample, counter-based randomness.
+
+A sample's random numbers are a pure function of ``(seed, epoch, sample id, op, draw)``: the same
+on any device, any number of GPUs or workers, at any batch position, and never read from or
+written to a global RNG. The hash is murmur3's ``fmix32`` computed on int64 tensors and masked to
+32 bits after every step; multiplications are split into 16-bit halves so no intermediate leaves
+int64 range (no reliance on overflow semantics on any backend).
+
+``uniform_reference`` is the same function in plain Python; tests check one against the other.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+MASK32 = 0xFFFFFFFF
+_C1, _C2 = 0x85EBCA6B, 0xC2B2AE35
+_ID_MULT = 0x9E3779B1  # odd golden-ratio constant: spreads consecutive ids
+_INV_2_24 = 1.0 / (1 << 24)
+
+
+# ----------------------------------------------------------------------------- pure Python
+def _fmix32_py(h: int) -> int:
+    h &= MASK32
+    h ^= h >> 16
+    h = (h * _C1) & MASK32
+    h ^= h >> 13
+    h = (h * _C2) & MASK32
+    h ^= h >> 16
+    return h
+
+
+def op_code(op: str) -> int:
+    """Stable 32-bit code of an op name."""
+    return int.from_bytes(hashlib.blake2b(op.encode(), digest_size=4).digest(), "little")
+
+
+def stream_key(seed: int, epoch: int, op: str, draw: int) -> int:
+    """32-bit key of one random stream; a scalar, computed once per batch."""
+    h = _fmix32_py(seed & MASK32)
+    h = _fmix32_py(h ^ ((seed >> 32) & MASK32))
+    h = _fmix32_py(h ^ (epoch & MASK32))
+    h = _fmix32_py(h ^ op_code(op))
+    return _fmix32_py(h ^ (draw & MASK32))
+
+
+def hash_reference(sample_id: int, seed: int, epoch: int, op: str, draw: int = 0) -> int:
+    key = stream_key(seed, epoch, op, draw)
+    h = ((sample_id & MASK32) * _ID_MULT + key) & MASK32
+    return _fmix32_py(_fmix32_py(h) ^ key)
+
+
+def uniform_reference(sample_id: int, seed: int, epoch: int, op: str, draw: int = 0) -> float:
+    """Pure-Python reference of :meth:`SampleRNG.uniform` for one sample."""
+    return (hash_reference(sample_id, seed, epoch, op, draw) >> 8) * _INV_2_24
+
+
+# ----------------------------------------------------------------------------- tensors
+def _mul32(h: Tensor, c: int) -> Tensor:
+    """``(h * c) mod 2**32`` for int64 ``h`` in [0, 2**32) without int64 overflow."""
+    lo = h * (c & 0xFFFF)  # < 2**48
+    hi = ((h * (c >> 16)) & 0xFFFF) << 16  # < 2**32
+    return (lo + hi) & MASK32
+
+
+def fmix32(h: Tensor) -> Tensor:
+    """murmur3 finaliser on an int64 tensor holding 32-bit values."""
+    h = h & MASK32
+    h = h ^ (h >> 16)
+    h = _mul32(h, _C1)
+    h = h ^ (h >> 13)
+    h = _mul32(h, _C2)
+    return h ^ (h >> 16)
+
+
+@dataclass(frozen=True)
+class SampleRNG:
+    """Random numbers for a batch of sample ids under one ``(seed, epoch)``.
+
+    All methods take ``ids: (B,)`` integer tensor and return ``(B,)`` (or ``(B, n)``) tensors on
+    ``ids.device``. ``op`` names the consumer (e.g. ``"freq_mask"``); ``draw`` indexes independent
+    numbers within one op.
+    """
+
+    seed: int
+    epoch: int
+
+    def bits(self, ids: Tensor, op: str, draw: int = 0) -> Tensor:
+        key = stream_key(self.seed, self.epoch, op, draw)
+        h = _mul32(ids.long() & MASK32, _ID_MULT)
+        h = (h + key) & MASK32
+        return fmix32(fmix32(h) ^ key)
+
+    def uniform(self, ids: Tensor, op: str, draw: int = 0) -> Tensor:
+        """Uniform in ``[0, 1)``, float32, 24-bit resolution. Shape ``(B,)``."""
+        return (self.bits(ids, op, draw) >> 8).to(torch.float32) * _INV_2_24
+
+    def uniform_n(self, ids: Tensor, op: str, n: int, first_draw: int = 0) -> Tensor:
+        """``n`` independent uniforms per sample: ``(B, n)``."""
+        if n == 0:
+            return torch.empty(ids.shape[0], 0, device=ids.device)
+        return torch.stack([self.uniform(ids, op, first_draw + k) for k in range(n)], dim=1)
+
+    def range(self, ids: Tensor, op: str, low, high, draw: int = 0) -> Tensor:
+        """Uniform in ``[low, high)``; bounds may be floats or ``(B,)`` tensors."""
+        return low + (high - low) * self.uniform(ids, op, draw)
+
+    def randint(self, ids: Tensor, op: str, low, high, draw: int = 0) -> Tensor:
+        """Integers in ``[low, high)`` (``high > low``); bounds may be ints or ``(B,)`` tensors."""
+        u = self.uniform(ids, op, draw).double()
+        span = torch.as_tensor(high, device=ids.device) - torch.as_tensor(low, device=ids.device)
+        out = torch.as_tensor(low, device=ids.device) + torch.floor(u * span).long()
+        return out.long()
+
+    def bernoulli(self, ids: Tensor, op: str, p: float, draw: int = 0) -> Tensor:
+        """Boolean ``(B,)``: True with probability ``p``."""
+        return self.uniform(ids, op, draw) < p
+
+    def normal(self, ids: Tensor, op: str, draw: int = 0) -> Tensor:
+        """Standard normal via Box–Muller on two draws (``2*draw`` and ``2*draw+1``)."""
+        u1 = self.uniform(ids, op, 2 * draw).double()
+        u2 = self.uniform(ids, op, 2 * draw + 1).double()
+        r = torch.sqrt(-2.0 * torch.log1p(-u1))  # 1-u1 in (0, 1]
+        return (r * torch.cos(2 * math.pi * u2)).float()
+
+    def categorical(self, ids: Tensor, op: str, weights, draw: int = 0) -> Tensor:
+        """Index in ``[0, len(weights))`` drawn with the given (unnormalised) weights."""
+        w = torch.as_tensor(weights, dtype=torch.float64, device=ids.device)
+        if (w < 0).any() or float(w.sum()) <= 0:
+            raise ValueError(f"categorical weights must be non-negative with a positive sum, got {weights}")
+        cdf = torch.cumsum(w / w.sum(), 0)
+        u = self.uniform(ids, op, draw).double()
+        return torch.searchsorted(cdf, u, right=True).clamp_max(len(w) - 1)

@@ -1,0 +1,164 @@
+"""Common types for corpus readers: :class:`Utterance` rows, skip reports and the reader registry.
+
+A reader turns a corpus folder into a :class:`CorpusScan`: the readable utterances and, for every
+file it had to leave out, the path and the reason. Readers only read headers (``soundfile.info``);
+decoding and sample-level validation happen once, in the audio store.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import soundfile as sf
+
+GENDERS = ("female", "male")
+
+
+class CorpusError(RuntimeError):
+    """A corpus cannot be read as configured (missing folder, unknown label in strict mode, ...)."""
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One audio file of a corpus and its labels.
+
+    ``speaker`` is globally unique (``"<corpus>:<id>"``) so corpora can be mixed without
+    collisions. ``emotion`` is the unified label (see :mod:`lightning_ser.labels`),
+    ``raw_emotion`` the corpus's own. VAD values are on a 1–5 scale when present.
+    """
+
+    utt_id: str
+    path: str
+    corpus: str
+    speaker: str
+    emotion: str
+    raw_emotion: str
+    gender: str | None = None
+    valence: float | None = None
+    arousal: float | None = None
+    dominance: float | None = None
+    session: str | None = None
+    text_id: str | None = None
+    take: int = 0
+    duration: float = 0.0
+    sample_rate: int = 0
+
+    @property
+    def sample_key(self) -> int:
+        """A stable 31-bit integer derived from ``utt_id``: the "sample id" of the RNG rule."""
+        return stable_key(self.utt_id)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Utterance":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def stable_key(text: str) -> int:
+    """31-bit non-negative integer hash of ``text``, identical across processes and machines."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "little") & 0x7FFFFFFF
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: str
+    reason: str
+
+
+@dataclass
+class CorpusScan:
+    """What a reader found: usable utterances and the files it left out (with reasons)."""
+
+    utterances: list[Utterance] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def extend(self, other: "CorpusScan") -> None:
+        self.utterances.extend(other.utterances)
+        self.skipped.extend(other.skipped)
+
+
+def probe_audio(path: Path) -> tuple[float, int]:
+    """Read a file's header; return ``(duration_s, sample_rate)``.
+
+    Raises ``ValueError`` naming the file for 0-byte files, headers without data and
+    zero-length audio; soundfile's own error otherwise.
+    """
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: empty file (0 bytes)")
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError
+        raise ValueError(f"{path}: unreadable audio header ({exc})") from exc
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise ValueError(f"{path}: no audio samples (header has no data)")
+    return info.frames / info.samplerate, int(info.samplerate)
+
+
+def probe_or_skip(path: Path, scan: CorpusScan, strict: bool) -> tuple[float, int] | None:
+    """:func:`probe_audio`, recording a :class:`Skipped` (or raising in ``strict`` mode)."""
+    try:
+        return probe_audio(path)
+    except (ValueError, OSError, RuntimeError) as exc:
+        if strict:
+            raise CorpusError(str(exc)) from exc
+        reason = str(exc).removeprefix(f"{path}: ")
+        warnings.warn(f"skipping {path}: {reason}", stacklevel=2)
+        scan.skipped.append(Skipped(str(path), reason))
+        return None
+
+
+def require_dir(root: str | Path, corpus: str) -> Path:
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise CorpusError(f"{corpus}: corpus folder {root} does not exist or is not a folder")
+    return root
+
+
+# ----------------------------------------------------------------------------- registry
+Reader = Callable[..., CorpusScan]
+_READERS: dict[str, Reader] = {}
+
+
+def register(name: str) -> Callable[[Reader], Reader]:
+    def deco(fn: Reader) -> Reader:
+        _READERS[name] = fn
+        return fn
+
+    return deco
+
+
+def reader_names() -> list[str]:
+    return sorted(_READERS)
+
+
+def get_reader(name: str) -> Reader:
+    from lightning_ser import corpora  # noqa: F401  (imports every reader module)
+
+    try:
+        return _READERS[name.lower()]
+    except KeyError:
+        raise CorpusError(f"unknown corpus {name!r}; known: {', '.join(reader_names())}") from None
+
+
+def save_manifest(utts: Iterable[Utterance], path: str | Path) -> None:
+    """Write utterances as JSON lines (atomically)."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as f:
+        for u in utts:
+            f.write(json.dumps(u.to_dict()) + "\n")
+    tmp.replace(path)
+
+
+def load_manifest_jsonl(path: str | Path) -> list[Utterance]:
+    with open(path) as f:
+        return [Utterance.from_dict(json.loads(line)) for line in f if line.strip()]
