@@ -1,0 +1,129 @@
+"""Images and tables for evaluation: confusion matrices, augmented spectrograms, per-codec table.
+
+With a :class:`~lightning.pytorch.loggers.WandbLogger` they go to W&B (``log_image`` /
+``log_table``); with any logger the PNGs are also written under ``<log_dir>/media``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def confusion_png(matrix: np.ndarray, class_names: list[str], title: str, path: Path) -> Path:
+    """Render a ``(C, C)`` confusion matrix (rows: true, columns: predicted) as a PNG."""
+    plt = _plt()
+    c = len(class_names)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * c, 0.8 + 0.6 * c))
+    ax.imshow(matrix, cmap="Blues", vmin=0.0, vmax=max(1e-9, float(matrix.max())))
+    ax.set_xticks(range(c), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(c), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(c):
+        for j in range(c):
+            ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7)
+    ax.set_title(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def spectrogram_png(features: torch.Tensor, frame_lengths: torch.Tensor, path: Path, title: str) -> Path:
+    """``features: (B, F, N)`` → one PNG with a row per example (valid frames only)."""
+    plt = _plt()
+    b = features.shape[0]
+    fig, axes = plt.subplots(b, 1, figsize=(6, 1.6 * b), squeeze=False)
+    for i in range(b):
+        n = int(frame_lengths[i])
+        axes[i, 0].imshow(features[i, :, :n].float().cpu().numpy(), origin="lower", aspect="auto")
+        axes[i, 0].set_axis_off()
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+class EvalMediaLogger(L.Callback):
+    """Logs confusion matrices (normalised by true and by predicted label) after validation and
+    test, a few augmented training spectrograms every ``spectrogram_every_n_epochs``, and the
+    robustness table (one row per codec variant) after test."""
+
+    def __init__(self, spectrogram_every_n_epochs: int = 5, n_spectrograms: int = 4) -> None:
+        self.every = spectrogram_every_n_epochs
+        self.n = n_spectrograms
+
+    @staticmethod
+    def _media_dir(trainer) -> Path:
+        return Path(trainer.log_dir or trainer.default_root_dir) / "media"
+
+    @staticmethod
+    def _wandb(trainer):
+        from lightning.pytorch.loggers import WandbLogger
+
+        return next((lg for lg in trainer.loggers if isinstance(lg, WandbLogger)), None)
+
+    def _log_image(self, trainer, key: str, path: Path) -> None:
+        wb = self._wandb(trainer)
+        if wb is not None:
+            wb.log_image(key=key, images=[str(path)], step=trainer.global_step)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if batch_idx != 0 or trainer.current_epoch % self.every or not trainer.is_global_zero:
+            return
+        if not isinstance(batch, dict) or "features" not in batch:
+            return
+        path = self._media_dir(trainer) / f"train_spectrograms_epoch{trainer.current_epoch:03d}.png"
+        spectrogram_png(batch["features"][: self.n].detach(), batch["frame_lengths"][: self.n], path,
+                        f"augmented training inputs, epoch {trainer.current_epoch}")
+        self._log_image(trainer, "train/augmented_spectrograms", path)
+
+    def _confusions(self, trainer, pl_module, split: str) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        conf = getattr(pl_module, "last_confusion", {}).get(split)
+        if conf is None:
+            return
+        names = list(getattr(pl_module, "class_names", None) or range(conf.shape[0]))
+        raw = conf.double().cpu().numpy()
+        for norm, axis in (("true", 1), ("pred", 0)):
+            denom = raw.sum(axis=axis, keepdims=True)
+            m = np.divide(raw, denom, out=np.zeros_like(raw), where=denom > 0)
+            path = self._media_dir(trainer) / f"{split}_confusion_{norm}_epoch{trainer.current_epoch:03d}.png"
+            confusion_png(m, [str(n) for n in names], f"{split}: normalised by {norm} label", path)
+            self._log_image(trainer, f"{split}/confusion_{norm}", path)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        self._confusions(trainer, pl_module, "val")
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self._confusions(trainer, pl_module, "test")
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        results = getattr(pl_module, "last_eval_results", {}).get("test") or {}
+        if len(results) < 2 or not trainer.is_global_zero:
+            return
+        metrics = sorted({m for r in results.values() for m in r})
+        rows = [[name, *[float(results[name].get(m, float("nan"))) for m in metrics]] for name in results]
+        print("\nRobustness (test set per codec variant):")
+        print("| variant | " + " | ".join(metrics) + " |")
+        for r in rows:
+            print(f"| {r[0]} | " + " | ".join(f"{v:.3f}" for v in r[1:]) + " |")
+        wb = self._wandb(trainer)
+        if wb is not None:
+            wb.log_table(key="test/codec_table", columns=["variant", *metrics], data=rows)

@@ -1,0 +1,390 @@
+"""``SERDataModule``: corpora → audio store → speaker-independent split → device batches.
+
+CPU side: a training batch is a slice of the int16 store (random crop, random codec variant per
+example and epoch). Device side (``on_after_batch_transfer``): waveform augmentation, log-mel,
+spectrogram augmentation and normalisation, batched, for training; log-mel and normalisation only
+for validation, test and prediction.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Any, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from lightning_ser.corpora.base import CorpusError, CorpusScan, Utterance, drop_duplicate_takes, get_reader
+from lightning_ser.data.dataset import IGNORE, LabelTable, StoreDataset, collate_batch
+from lightning_ser.data.files import FileDataset, collate_files, expand_audio_paths
+from lightning_ser.data.sampler import EpochShardSampler
+from lightning_ser.labels import VAD_PROTOTYPES, LabelSpace
+from lightning_ser.splits import Split, make_splits, segment_rows
+
+GENDER_INDEX = {"female": 0, "male": 1}
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("LIGHTNING_SER_CACHE", "~/.cache/lightning_ser")).expanduser()
+
+
+def default_num_workers() -> int:
+    return max(0, min(4, (os.cpu_count() or 1) // 2))
+
+
+class SERDataModule(L.LightningDataModule):
+    """Speech emotion data from one or more corpora.
+
+    Args:
+        corpus: reader name(s): ``synthetic`` (default, generated on first use), ``ravdess``,
+            ``tess``, ``cremad``, ``savee``, ``iemocap``, ``aesdd``, ``emodb``, ``manifest``.
+        root: corpus folder(s), one per corpus (``synthetic`` defaults to ``<cache_dir>/synthetic``).
+        cache_dir: where stores live (``$LIGHTNING_SER_CACHE`` or ``~/.cache/lightning_ser``).
+        corpus_options: extra reader options (e.g. ``{"channels": ["speech"]}`` for RAVDESS).
+        classes / merge / grouping: the label space (:class:`~lightning_ser.labels.LabelSpace`).
+        label_map: raw → unified labels for labels a reader does not know.
+        vad_from_emotion: opt in to VAD targets from emotion prototypes where a corpus has none.
+        filters: keep only ``{"corpus": [...], "gender": [...], "speaker": [...], "emotion": [...]}``.
+        duplicates: ``keep`` every take, or ``first`` take only.
+        protocol / fold / protocol_options: the speaker-independent split
+            (:func:`~lightning_ser.splits.make_splits`); ``default`` = the corpus's protocol.
+        batch_size / eval_batch_size / num_workers / pin_memory: loader settings.
+        crop_seconds: training crop (random offset per example and epoch).
+        segment_seconds: train on fixed windows cut after splitting instead of random crops.
+        bucketing: group eval utterances (and train crops) of similar length into batches.
+        codecs: codec variants to build and draw from, e.g. ``"opus:8,16,32,48,64,128"``.
+        codec_weights: draw weights by variant name (``original`` included); default uniform.
+        codec_eval: evaluate on ``original``, one variant name, or ``all`` variants.
+        features: :class:`~lightning_ser.augment.pipeline.FeaturePipeline` feature options.
+        augment: augmentation policy name (``ser``, ``specaugment_lb``, ``none``) or op list.
+        seed: seed of every per-sample random draw.
+        strict: stop at the first unreadable file instead of skipping and reporting it.
+        predict_files: files or folders for ``predict``.
+    """
+
+    def __init__(
+        self,
+        corpus: str | list[str] = "synthetic",
+        root: str | list[str] | None = None,
+        cache_dir: str | None = None,
+        corpus_options: dict[str, Any] | None = None,
+        classes: list[str] | None = None,
+        merge: dict[str, str] | None = None,
+        grouping: str | None = None,
+        label_map: dict[str, str] | None = None,
+        vad_from_emotion: bool = False,
+        filters: dict[str, list[str]] | None = None,
+        duplicates: str = "keep",
+        protocol: str = "default",
+        fold: int = 0,
+        protocol_options: dict[str, Any] | None = None,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int | None = None,
+        pin_memory: bool = True,
+        crop_seconds: float = 3.0,
+        segment_seconds: float | None = None,
+        bucketing: bool = False,
+        codecs: str | None = None,
+        codec_weights: dict[str, float] | None = None,
+        codec_eval: str = "original",
+        features: dict[str, Any] | None = None,
+        augment: str | list[dict] = "ser",
+        seed: int = 0,
+        strict: bool = False,
+        store_workers: int | None = None,
+        predict_files: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.corpora = [corpus] if isinstance(corpus, str) else list(corpus)
+        roots = root if isinstance(root, (list, tuple)) else [root] * len(self.corpora)
+        if len(roots) != len(self.corpora):
+            raise ValueError(f"{len(self.corpora)} corpora but {len(roots)} roots")
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+        self.roots = [Path(r).expanduser() if r else self._default_root(c) for c, r in zip(self.corpora, roots)]
+        self.label_space = LabelSpace(classes=classes, merge=dict(merge or {}), grouping=grouping)
+        if duplicates not in ("keep", "first"):
+            raise ValueError(f"duplicates must be 'keep' or 'first', got {duplicates!r}")
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = default_num_workers() if num_workers is None else num_workers
+        self.sample_rate = int((features or {}).get("sample_rate", 16000))
+        self._scan: CorpusScan | None = None
+        self._utts: list[Utterance] | None = None
+        self._dropped: Counter = Counter()
+        self.store = None
+        self.split: Split | None = None
+        self.pipeline = None
+
+    # ------------------------------------------------------------------ corpus → utterances
+    def _default_root(self, corpus: str) -> Path:
+        if corpus == "synthetic":
+            return self.cache_dir / "synthetic"
+        raise CorpusError(f"data.root is required for corpus {corpus!r} (where its files are)")
+
+    def scan(self) -> CorpusScan:
+        """Read every corpus's file list and labels (headers only). Cached."""
+        if self._scan is None:
+            scan = CorpusScan()
+            opts = dict(self.hparams.corpus_options or {})
+            for name, root in zip(self.corpora, self.roots):
+                reader = get_reader(name)
+                scan.extend(reader(root, strict=self.hparams.strict, label_map=self.hparams.label_map, **opts))
+            self._scan = scan
+        return self._scan
+
+    @property
+    def utterances(self) -> list[Utterance]:
+        """Utterances after duplicates policy, filters and the label space (sorted by ``utt_id``)."""
+        if self._utts is None:
+            utts = self.scan().utterances
+            if self.hparams.duplicates == "first":
+                utts = drop_duplicate_takes(utts)
+            flt = self.hparams.filters or {}
+            unknown = set(flt) - {"corpus", "gender", "speaker", "emotion"}
+            if unknown:
+                raise ValueError(f"unknown filter keys {sorted(unknown)}; use corpus, gender, speaker, emotion")
+            kept = []
+            for u in utts:
+                if any(flt.get(k) is not None and getattr(u, k) not in flt[k] for k in flt):
+                    self._dropped["filtered"] += 1
+                elif self.label_space.target(u.emotion) is None:
+                    self._dropped[f"label outside classes: {u.emotion}"] += 1
+                else:
+                    kept.append(u)
+            if not kept:
+                raise CorpusError(f"no utterances left after filters {flt} and label space {self.label_space}")
+            self._utts = sorted(kept, key=lambda u: u.utt_id)
+        return self._utts
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.label_space.resolve(u.emotion for u in self.utterances)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    # ------------------------------------------------------------------ store
+    def _build_store(self):
+        from lightning_ser.audio.store import build_store
+
+        store = build_store(self.utterances, self.cache_dir / "stores", sample_rate=self.sample_rate,
+                            strict=self.hparams.strict, num_workers=self._store_workers(),
+                            progress=True)
+        if self.hparams.codecs:
+            from lightning_ser.audio.codec import parse_codec_specs
+            from lightning_ser.audio.variants import build_variants
+
+            build_variants(store, parse_codec_specs(self.hparams.codecs), num_workers=self._store_workers(),
+                           strict=self.hparams.strict)
+            store.refresh()
+        return store
+
+    def _store_workers(self) -> int:
+        w = self.hparams.store_workers
+        return (os.cpu_count() or 1) if w is None else w
+
+    def prepare_data(self) -> None:
+        """Decode once into the store and encode codec variants (rank 0; others wait on a lock)."""
+        self._build_store()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.store is None:
+            self.store = self._build_store()
+            self._make_pipeline()
+        if stage == "predict" and self.hparams.predict_files:
+            return
+        if self.split is None:
+            self._make_split()
+
+    def _make_pipeline(self) -> None:
+        from lightning_ser.augment.pipeline import FeaturePipeline
+
+        self.pipeline = FeaturePipeline(**(self.hparams.features or {}), policy=self.hparams.augment,
+                                        seed=self.hparams.seed)
+
+    def _make_split(self) -> None:
+        store = self.store
+        present = {uid: i for i, uid in enumerate(store.utt_ids)}
+        utts = [u for u in self.utterances if u.utt_id in present]
+        if not utts:
+            raise CorpusError(f"the store at {store.path} holds none of the selected utterances")
+        self.split_utterances = utts
+        splits = make_splits(utts, self.hparams.protocol, seed=self.hparams.seed,
+                             **(self.hparams.protocol_options or {}))
+        if not 0 <= self.hparams.fold < len(splits):
+            raise ValueError(f"fold {self.hparams.fold} out of range: protocol has {len(splits)} folds")
+        self.split = splits[self.hparams.fold]
+        self.num_folds = len(splits)
+        self._rows = np.array([present[u.utt_id] for u in utts], dtype=np.int64)
+        self._labels = self._label_table(utts)
+
+    def _label_table(self, utts: Sequence[Utterance]) -> LabelTable:
+        index = {c: i for i, c in enumerate(self.class_names)}
+        emotion = np.array([index[self.label_space.target(u.emotion)] for u in utts], dtype=np.int64)
+        gender = np.array([GENDER_INDEX.get(u.gender, IGNORE) for u in utts], dtype=np.int64)
+        vad = np.zeros((len(utts), 3), dtype=np.float32)
+        mask = np.zeros(len(utts), dtype=bool)
+        for i, u in enumerate(utts):
+            if u.valence is not None and u.arousal is not None and u.dominance is not None:
+                vad[i], mask[i] = (u.valence, u.arousal, u.dominance), True
+            elif self.hparams.vad_from_emotion:
+                vad[i], mask[i] = VAD_PROTOTYPES[u.emotion], True
+        keys = np.array([u.sample_key for u in utts], dtype=np.int64)
+        return LabelTable(emotion, gender, vad, mask, keys)
+
+    def _part(self, rows: Sequence[int]) -> tuple[np.ndarray, LabelTable]:
+        pos = np.asarray(rows, dtype=np.int64)
+        t = self._labels
+        return self._rows[pos], LabelTable(t.emotion[pos], t.gender[pos], t.vad[pos], t.vad_mask[pos], t.keys[pos])
+
+    # ------------------------------------------------------------------ variants
+    @property
+    def variant_names(self) -> tuple[str, ...]:
+        return tuple(self.store.variants) if self.store is not None else ("original",)
+
+    def _variant_weights(self) -> list[float] | None:
+        names = self.variant_names
+        if len(names) == 1:
+            return None
+        weights = self.hparams.codec_weights
+        if weights is None:
+            return [1.0] * len(names)
+        unknown = set(weights) - set(names)
+        if unknown:
+            raise ValueError(f"codec_weights names {sorted(unknown)} not in the store's variants {names}")
+        return [float(weights.get(n, 0.0)) for n in names]
+
+    @property
+    def eval_set_names(self) -> list[str]:
+        """Names of the evaluation sets (one dataloader each): ``original`` and/or variants."""
+        ce = self.hparams.codec_eval
+        if ce == "all":
+            return list(self.variant_names)
+        if ce not in self.variant_names:
+            raise ValueError(f"codec_eval {ce!r} is not a built variant {self.variant_names}")
+        return [ce]
+
+    # ------------------------------------------------------------------ loaders
+    def _loader(self, dataset, *, train: bool, batch_size: int) -> DataLoader:
+        sampler = EpochShardSampler(len(dataset), shuffle=train, seed=self.hparams.seed, drop_last=train,
+                                    lengths=dataset.item_lengths,
+                                    bucket_size=batch_size * 32 if self.hparams.bucketing else 0,
+                                    **self._rank_info())
+        workers = self.num_workers
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate_batch,
+                          num_workers=workers, persistent_workers=workers > 0,
+                          pin_memory=self.hparams.pin_memory and torch.cuda.is_available(),
+                          drop_last=train)
+
+    def _rank_info(self) -> dict:
+        trainer = self.trainer
+        if trainer is None:
+            return {}
+        return {"num_replicas": trainer.world_size, "rank": trainer.global_rank}
+
+    def train_dataset(self) -> StoreDataset:
+        rows, labels = self._part(self.split.train)
+        segments = None
+        if self.hparams.segment_seconds:
+            window = int(self.hparams.segment_seconds * self.sample_rate)
+            segs = segment_rows(range(len(rows)), self.store.lengths[rows], window)
+            pos = np.array([s.row for s in segs], dtype=np.int64)
+            rows, labels = rows[pos], LabelTable(*(getattr(labels, f)[pos] for f in
+                                                   ("emotion", "gender", "vad", "vad_mask", "keys")))
+            # a distinct sample key per window keeps their augmentations independent
+            labels.keys = (labels.keys * 31 + np.array([s.start for s in segs])) & 0x7FFFFFFF
+            segments = np.array([(s.start, s.length) for s in segs], dtype=np.int64)
+        crop = int(self.hparams.crop_seconds * self.sample_rate) if self.hparams.crop_seconds else None
+        return StoreDataset(self.store, rows, labels, crop=crop, segments=segments,
+                            variant_weights=self._variant_weights(), seed=self.hparams.seed)
+
+    def eval_dataset(self, part: str, variant: str = "original") -> StoreDataset:
+        rows, labels = self._part(getattr(self.split, part))
+        return StoreDataset(self.store, rows, labels, crop=None,
+                            fixed_variant=self.variant_names.index(variant), seed=self.hparams.seed)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_dataset(), train=True, batch_size=self.hparams.batch_size)
+
+    def _eval_loaders(self, part: str):
+        loaders = [self._loader(self.eval_dataset(part, v), train=False, batch_size=self.eval_batch_size)
+                   for v in self.eval_set_names]
+        return loaders[0] if len(loaders) == 1 else loaders
+
+    def val_dataloader(self):
+        if not self.split.val:
+            warnings.warn("no validation speakers in this split", stacklevel=2)
+            return []
+        return self._eval_loaders("val")
+
+    def test_dataloader(self):
+        return self._eval_loaders("test")
+
+    def predict_dataloader(self):
+        if self.hparams.predict_files:
+            files = expand_audio_paths(self.hparams.predict_files)
+            return DataLoader(FileDataset(files, self.sample_rate), batch_size=self.eval_batch_size,
+                              collate_fn=collate_files, num_workers=self.num_workers)
+        return self._eval_loaders("test")
+
+    # ------------------------------------------------------------------ device side
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """``audio: (B, T)`` int16 → ``features: (B, F, N)``, ``frame_lengths: (B,)``."""
+        if not isinstance(batch, dict) or "audio" not in batch:
+            return batch
+        trainer = self.trainer
+        train = bool(trainer is not None and trainer.training)
+        epoch = trainer.current_epoch if trainer is not None else 0
+        return self.featurize(batch, train=train, epoch=epoch)
+
+    def featurize(self, batch: dict, *, train: bool, epoch: int) -> dict:
+        if self.pipeline is None:
+            self._make_pipeline()
+        device = batch["audio"].device
+        if next(iter(self.pipeline.buffers()), torch.empty(0, device=device)).device != device:
+            self.pipeline.to(device)
+        wave = batch["audio"].float() / 32768.0
+        feats, frame_lengths = self.pipeline(wave, batch["lengths"], batch["ids"], epoch, train)
+        out = dict(batch)
+        out["features"], out["frame_lengths"] = feats, frame_lengths
+        return out
+
+    def tta_batches(self, batch: dict, k: int) -> list[dict]:
+        """``k`` views of an eval batch: the plain one and ``k-1`` augmented ones."""
+        views = [batch]
+        for v in range(1, k):
+            views.append(self.featurize(batch, train=True, epoch=1_000_000 + v))
+        return views
+
+    # ------------------------------------------------------------------ reporting
+    def summary(self) -> str:
+        """Counts per emotion, speaker and gender, skipped files with reasons, total duration."""
+        utts = self.utterances
+        scan = self.scan()
+        lines = [f"corpora: {', '.join(f'{c} ({r})' for c, r in zip(self.corpora, self.roots))}",
+                 f"utterances: {len(utts)}  speakers: {len({u.speaker for u in utts})}  "
+                 f"hours: {sum(u.duration for u in utts) / 3600:.2f}",
+                 "emotion: " + ", ".join(f"{k}={v}" for k, v in sorted(Counter(u.emotion for u in utts).items())),
+                 "gender: " + ", ".join(f"{k}={v}" for k, v in sorted(Counter(str(u.gender) for u in utts).items())),
+                 "speaker: " + ", ".join(f"{k}={v}" for k, v in
+                                         sorted(Counter(u.speaker for u in utts).items()))]
+        if self._dropped:
+            lines.append("dropped: " + ", ".join(f"{k}: {v}" for k, v in sorted(self._dropped.items())))
+        for s in scan.skipped:
+            lines.append(f"skipped: {s.path}: {s.reason}")
+        if self.store is not None:
+            for s in self.store.report.get("skipped", []):
+                lines.append(f"skipped at decode: {s['path']}: {s['reason']}")
+        if self.split is not None:
+            sp = self.split
+            lines.append(f"split {sp.name}: train {len(sp.train)} / val {len(sp.val)} / test {len(sp.test)} "
+                         f"utterances ({self.hparams.protocol}, fold {self.hparams.fold} of {self.num_folds})")
+        if self.store is not None:
+            lines.append(f"store: {self.store.path}  variants: {', '.join(self.variant_names)}")
+        return "\n".join(lines)

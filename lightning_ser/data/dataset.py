@@ -1,0 +1,136 @@
+"""Datasets over the audio store: a batch is a slice of memory, no decoding, no features.
+
+Both datasets implement ``__getitems__`` (called by the DataLoader with a whole batch of sampler
+items), so per-sample randomness (crop offsets, codec variant) is drawn for the batch at once with
+:class:`~lightning_ser.augment.rng.SampleRNG`, and the batch is collated straight into one
+preallocated ``(B, T)`` int16 array.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from lightning_ser.augment.rng import SampleRNG
+
+IGNORE = -100
+
+
+@dataclass
+class LabelTable:
+    """Per-row labels, aligned with a dataset's rows.
+
+    ``emotion``/``gender``: ``(N,)`` int64 (``-100`` unknown); ``vad``: ``(N, 3)`` float32;
+    ``vad_mask``: ``(N,)`` bool; ``keys``: ``(N,)`` int64 sample keys (the RNG's sample ids).
+    """
+
+    emotion: np.ndarray
+    gender: np.ndarray
+    vad: np.ndarray
+    vad_mask: np.ndarray
+    keys: np.ndarray
+
+    def take(self, pos: np.ndarray) -> dict[str, torch.Tensor]:
+        return {
+            "emotion": torch.from_numpy(self.emotion[pos]),
+            "gender": torch.from_numpy(self.gender[pos]),
+            "vad": torch.from_numpy(self.vad[pos]),
+            "vad_mask": torch.from_numpy(self.vad_mask[pos]),
+            "ids": torch.from_numpy(self.keys[pos]),
+        }
+
+
+class StoreDataset(Dataset):
+    """Rows of an :class:`~lightning_ser.audio.store.AudioStore` with labels.
+
+    Args:
+        store: the audio store.
+        rows: ``(N,)`` store row of each item.
+        labels: labels aligned with ``rows``.
+        crop: training crop in samples (random offset per sample and epoch; shorter utterances
+            are kept whole and padded). ``None``: whole utterances (evaluation).
+        segments: optional ``(N, 2)`` fixed ``(start, length)`` windows per item (post-split
+            segmentation); overrides ``crop``.
+        variant_weights: weights over ``store.variants`` (index 0 = original) for the per-example,
+            per-epoch codec draw; ``None`` always reads ``fixed_variant``.
+        fixed_variant: the variant read when no draw is made (robustness evaluation).
+        seed: the run's seed.
+
+    ``dataset[[(pos, epoch), ...]]`` → dict with ``audio: (B, T)`` int16, ``lengths: (B,)``
+    int64 samples, ``index: (B,)`` store rows, ``variant: (B,)``, labels and ``ids``.
+    """
+
+    def __init__(self, store, rows: Sequence[int], labels: LabelTable, *, crop: int | None = None,
+                 segments: np.ndarray | None = None, variant_weights: Sequence[float] | None = None,
+                 fixed_variant: int = 0, seed: int = 0) -> None:
+        self.store = store
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.labels = labels
+        self.crop = crop
+        self.segments = segments
+        self.variant_weights = None if variant_weights is None else list(variant_weights)
+        if self.variant_weights is not None and len(self.variant_weights) != len(store.variants):
+            raise ValueError(f"variant_weights has {len(self.variant_weights)} entries, store has "
+                             f"variants {store.variants}")
+        self.fixed_variant = fixed_variant
+        self.seed = seed
+        self.full_lengths = np.asarray(store.lengths, dtype=np.int64)[self.rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def item_lengths(self) -> np.ndarray:
+        """Samples each item yields (before padding): for bucketing."""
+        if self.segments is not None:
+            return self.segments[:, 1]
+        if self.crop is not None:
+            return np.minimum(self.full_lengths, self.crop)
+        return self.full_lengths
+
+    def __getitem__(self, item):
+        return self.__getitems__([item])
+
+    def windows(self, pos: np.ndarray, epoch: int, keys: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """``(start, length)`` in samples for each position."""
+        full = self.full_lengths[pos]
+        if self.segments is not None:
+            return self.segments[pos, 0], self.segments[pos, 1]
+        if self.crop is None:
+            return np.zeros_like(full), full
+        length = np.minimum(full, self.crop)
+        slack = torch.from_numpy(full - length + 1)
+        start = SampleRNG(self.seed, epoch).randint(keys, "crop", 0, slack).numpy()
+        return start, length
+
+    def variants(self, epoch: int, keys: torch.Tensor) -> np.ndarray:
+        if self.variant_weights is None:
+            return np.full(len(keys), self.fixed_variant, dtype=np.int64)
+        return SampleRNG(self.seed, epoch).categorical(keys, "codec", self.variant_weights).numpy()
+
+    def __getitems__(self, items: Sequence) -> dict[str, torch.Tensor]:
+        pos = np.fromiter((p if isinstance(p, (int, np.integer)) else p[0] for p in items),
+                          dtype=np.int64, count=len(items))
+        epoch = 0 if isinstance(items[0], (int, np.integer)) else int(items[0][1])
+        batch = self.labels.take(pos)
+        keys = batch["ids"]
+        start, length = self.windows(pos, epoch, keys)
+        variant = self.variants(epoch, keys)
+        rows = self.rows[pos]
+        audio = np.zeros((len(pos), int(length.max())), dtype=np.int16)
+        for b in range(len(pos)):  # memory slices; the CPU side does nothing else
+            audio[b, : length[b]] = self.store.read(int(rows[b]), int(start[b]), int(length[b]), int(variant[b]))
+        batch.update(audio=torch.from_numpy(audio), lengths=torch.from_numpy(length.astype(np.int64)),
+                     index=torch.from_numpy(rows), variant=torch.from_numpy(variant),
+                     start=torch.from_numpy(start.astype(np.int64)))
+        return batch
+
+
+def collate_batch(batch):
+    """``collate_fn`` for :class:`StoreDataset`: ``__getitems__`` already returns a padded batch."""
+    if isinstance(batch, dict):
+        return batch
+    raise TypeError("StoreDataset batches are built by __getitems__; use EpochShardSampler + batch_size")

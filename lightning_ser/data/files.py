@@ -1,0 +1,58 @@
+"""Arbitrary audio files for ``predict``: decoded per item, an unreadable file becomes an error entry."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from lightning_ser.corpora.base import stable_key
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".opus", ".mp3"}
+
+
+def expand_audio_paths(paths: Sequence[str]) -> list[Path]:
+    """Files as given, folders expanded (recursively) to their audio files, sorted."""
+    out: list[Path] = []
+    for p in map(lambda x: Path(x).expanduser(), paths):
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES))
+        else:
+            out.append(p)  # a missing file is reported per item, not here
+    return out
+
+
+class FileDataset(Dataset):
+    """Item: ``(int16 waveform (T,), path, error or None, position)``."""
+
+    def __init__(self, files: Sequence[Path], sample_rate: int = 16000) -> None:
+        self.files = list(files)
+        self.sample_rate = sample_rate
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        from lightning_ser.audio.io import load_audio, to_int16
+
+        path = self.files[i]
+        try:
+            wave = to_int16(load_audio(path, self.sample_rate))
+            return wave, str(path), None, i
+        except Exception as exc:  # any decode failure is reported for this file only
+            return np.zeros(0, dtype=np.int16), str(path), f"{type(exc).__name__}: {exc}", i
+
+
+def collate_files(items) -> dict:
+    """Pad to ``(B, T)`` int16; ``lengths (B,)``; ``paths``/``errors`` lists. Failed files have length 0."""
+    n = max(1, max(len(it[0]) for it in items))
+    audio = np.zeros((len(items), n), dtype=np.int16)
+    for b, it in enumerate(items):
+        audio[b, : len(it[0])] = it[0]
+    lengths = torch.tensor([max(len(it[0]), 1) for it in items], dtype=torch.int64)
+    keys = torch.tensor([stable_key(it[1]) for it in items], dtype=torch.int64)
+    return {"audio": torch.from_numpy(audio), "lengths": lengths, "ids": keys,
+            "paths": [it[1] for it in items], "errors": [it[2] for it in items],
+            "index": torch.tensor([it[3] for it in items], dtype=torch.int64)}
