@@ -21,14 +21,15 @@ def _wandb_offline_by_default() -> None:
 
 
 def trainer_defaults() -> dict:
+    """Trainer defaults; every one can be overridden from the command line or a config file."""
     return {
-        "max_epochs": 20,
-        "accelerator": "auto",
-        "devices": 1,
-        "log_every_n_steps": 10,
-        "logger": {"class_path": "lightning.pytorch.loggers.WandbLogger",
+        "trainer.max_epochs": 20,
+        "trainer.accelerator": "auto",
+        "trainer.devices": 1,
+        "trainer.log_every_n_steps": 10,
+        "trainer.logger": {"class_path": "lightning.pytorch.loggers.WandbLogger",
                    "init_args": {"project": "lightning_ser", "save_dir": "runs", "log_model": True}},
-        "callbacks": [
+        "trainer.callbacks": [
             {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
              "init_args": {"monitor": "val/emotion/ua", "mode": "max", "save_top_k": 1, "save_last": True,
                            "filename": "best-epoch{epoch:02d}", "auto_insert_metric_name": False}},
@@ -53,6 +54,7 @@ def _make_cli_class():
             parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
             parser.link_arguments("data.features", "model.n_mels",
                                   compute_fn=lambda f: int((f or {}).get("n_mels", 64)))
+            parser.set_defaults(trainer_defaults())
             parser.add_argument("--test_after_fit", type=bool, default=True,
                                 help="after fit, test the best checkpoint on the test speakers")
 
@@ -74,7 +76,7 @@ def run_lightning(args: Sequence[str], *, run: bool = True):
 
     cli_class = _make_cli_class()
     return cli_class(SERModule, SERDataModule, args=list(args), run=run,
-                     trainer_defaults=trainer_defaults(), seed_everything_default=0,
+                     seed_everything_default=0,
                      save_config_kwargs={"overwrite": True},
                      parser_kwargs={"default_env": False})
 

@@ -96,25 +96,28 @@ class EvalMediaLogger(L.Callback):
     def _confusions(self, trainer, pl_module, split: str) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        conf = getattr(pl_module, "last_confusion", {}).get(split)
-        if conf is None:
-            return
-        names = list(getattr(pl_module, "class_names", None) or range(conf.shape[0]))
-        raw = conf.double().cpu().numpy()
-        for norm, axis in (("true", 1), ("pred", 0)):
-            denom = raw.sum(axis=axis, keepdims=True)
-            m = np.divide(raw, denom, out=np.zeros_like(raw), where=denom > 0)
-            path = self._media_dir(trainer) / f"{split}_confusion_{norm}_epoch{trainer.current_epoch:03d}.png"
-            confusion_png(m, [str(n) for n in names], f"{split}: normalised by {norm} label", path)
-            self._log_image(trainer, f"{split}/confusion_{norm}", path)
+        per_set = getattr(pl_module, "last_confusion", {}).get(split) or {}
+        for i, (set_name, conf) in enumerate(per_set.items()):
+            names = list(getattr(pl_module, "class_names", None) or range(conf.shape[0]))
+            raw = conf.double().cpu().numpy()
+            tag = split if i == 0 else f"{split}/{set_name}"
+            for norm, axis in (("true", 1), ("pred", 0)):
+                denom = raw.sum(axis=axis, keepdims=True)
+                m = np.divide(raw, denom, out=np.zeros_like(raw), where=denom > 0)
+                path = (self._media_dir(trainer) /
+                        f"{tag.replace('/', '_')}_confusion_{norm}_epoch{trainer.current_epoch:03d}.png")
+                confusion_png(m, [str(n) for n in names], f"{tag}: normalised by {norm} label", path)
+                self._log_image(trainer, f"{tag}/confusion_{norm}", path)
 
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+    # *_end hooks run after the module's *_epoch_end, which computes the matrices.
+    def on_validation_end(self, trainer, pl_module) -> None:
         self._confusions(trainer, pl_module, "val")
 
-    def on_test_epoch_end(self, trainer, pl_module) -> None:
-        self._confusions(trainer, pl_module, "test")
-
     def on_test_end(self, trainer, pl_module) -> None:
+        self._confusions(trainer, pl_module, "test")
+        self._codec_table(trainer, pl_module)
+
+    def _codec_table(self, trainer, pl_module) -> None:
         results = getattr(pl_module, "last_eval_results", {}).get("test") or {}
         if len(results) < 2 or not trainer.is_global_zero:
             return

@@ -123,6 +123,68 @@ def require_dir(root: str | Path, corpus: str) -> Path:
     return root
 
 
+# ----------------------------------------------------------------------------- reader helpers
+DUPLICATE_MODES = ("keep", "first")
+
+
+def skip_file(path: Path, reason: str, scan: CorpusScan, strict: bool) -> None:
+    """Record ``path`` as skipped with ``reason`` (warning), or raise :class:`CorpusError` in strict mode."""
+    if strict:
+        raise CorpusError(f"{path}: {reason}")
+    warnings.warn(f"skipping {path}: {reason}", stacklevel=2)
+    scan.skipped.append(Skipped(str(path), reason))
+
+
+def audio_files(root: Path, exts: tuple[str, ...] = (".wav",)) -> list[Path]:
+    """Audio files under ``root`` (recursive, extension case-insensitive), sorted.
+
+    Hidden entries (``.DS_Store``, macOS ``._name.wav`` resource forks) and ``__MACOSX`` folders
+    are not corpus files and are ignored.
+    """
+    out = []
+    for p in root.rglob("*"):
+        rel = p.relative_to(root).parts
+        if any(part.startswith(".") or part == "__MACOSX" for part in rel):
+            continue
+        if p.suffix.lower() in exts and p.is_file():
+            out.append(p)
+    return sorted(out)
+
+
+def utt_id(corpus: str, root: Path, path: Path) -> str:
+    """``"<corpus>/<path relative to root>"`` with forward slashes."""
+    return f"{corpus}/{path.relative_to(root).as_posix()}"
+
+
+def drop_duplicate_takes(utts: Iterable[Utterance]) -> list[Utterance]:
+    """Keep one take of each recording: per ``(corpus, speaker, text_id, raw_emotion)`` group, the
+    utterances with the group's lowest ``take`` (take 0 unless that file was skipped).
+
+    Distinct recordings that share the key with the same take (e.g. RAVDESS normal and strong
+    intensity, speech and song) are all kept. Order is preserved.
+    """
+    utts = list(utts)
+    lowest: dict[tuple, int] = {}
+    for u in utts:
+        key = (u.corpus, u.speaker, u.text_id, u.raw_emotion)
+        lowest[key] = min(u.take, lowest.get(key, u.take))
+    return [u for u in utts if u.take == lowest[(u.corpus, u.speaker, u.text_id, u.raw_emotion)]]
+
+
+def check_duplicates(duplicates: str) -> str:
+    if duplicates not in DUPLICATE_MODES:
+        raise ValueError(f"duplicates={duplicates!r}: expected one of {DUPLICATE_MODES}")
+    return duplicates
+
+
+def finish(scan: CorpusScan, duplicates: str = "keep") -> CorpusScan:
+    """Sort utterances by ``utt_id`` and skips by path; apply the ``duplicates`` mode."""
+    utts = sorted(scan.utterances, key=lambda u: u.utt_id)
+    if check_duplicates(duplicates) == "first":
+        utts = drop_duplicate_takes(utts)
+    return CorpusScan(utts, sorted(scan.skipped, key=lambda s: (s.path, s.reason)))
+
+
 # ----------------------------------------------------------------------------- registry
 Reader = Callable[..., CorpusScan]
 _READERS: dict[str, Reader] = {}

@@ -1,0 +1,130 @@
+"""Manifest reader: any corpus described by a CSV or JSONL table.
+
+``root`` is the manifest file, or a folder holding ``manifest.csv`` or ``manifest.jsonl``.
+Required columns: ``path`` (relative to the manifest's folder, or absolute), ``speaker``,
+``emotion`` (a unified label, or any label mapped by ``label_map``). Optional: ``gender``
+(female/male/f/m, empty = unknown), ``valence``, ``arousal``, ``dominance`` (1–5), ``session``,
+``text_id``, ``take``, ``corpus`` (default ``"manifest"``; the speaker becomes
+``"<corpus>:<speaker>"``), ``utt_id`` and ``raw_emotion`` (kept when present, so a manifest
+written by :func:`~lightning_ser.corpora.base.save_manifest` reads back unchanged).
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Iterator
+
+from lightning_ser.corpora.base import (
+    CorpusError, CorpusScan, Utterance, check_duplicates, finish, probe_or_skip, register,
+)
+from lightning_ser.labels import to_unified
+
+CORPUS = "manifest"
+REQUIRED = ("path", "speaker", "emotion")
+NAMES = ("manifest.csv", "manifest.jsonl")
+GENDER_WORDS = {"female": "female", "f": "female", "male": "male", "m": "male",
+                "": None, "none": None, "unknown": None, "nan": None}
+
+
+def find_manifest(root: str | Path) -> Path:
+    """The manifest file for ``root`` (a file, or a folder with exactly one of :data:`NAMES`)."""
+    root = Path(root).expanduser()
+    if root.is_file():
+        return root
+    if not root.is_dir():
+        raise CorpusError(f"manifest: {root} does not exist")
+    found = [root / n for n in NAMES if (root / n).is_file()]
+    if len(found) != 1:
+        what = "both" if found else "neither"
+        raise CorpusError(f"manifest: folder {root} holds {what} of {' and '.join(NAMES)}; pass the file itself")
+    return found[0]
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict]]:
+    """``(line number, row)`` pairs; checks the required columns."""
+    if path.suffix.lower() == ".csv":
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+            if missing:
+                raise CorpusError(f"{path}: missing required column(s) {missing} (have {reader.fieldnames})")
+            for row in reader:
+                yield reader.line_num, row
+    elif path.suffix.lower() in (".jsonl", ".json"):
+        with open(path) as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise CorpusError(f"{path}:{n}: invalid JSON ({exc})") from exc
+                missing = [c for c in REQUIRED if c not in row]
+                if missing:
+                    raise CorpusError(f"{path}:{n}: missing required column(s) {missing}")
+                yield n, row
+    else:
+        raise CorpusError(f"{path}: manifest must be .csv or .jsonl")
+
+
+def _text(row: dict, key: str) -> str | None:
+    v = row.get(key)
+    if v is None:
+        return None
+    v = str(v).strip()
+    return v or None
+
+
+def _vad(row: dict, key: str, where: str) -> float | None:
+    v = _text(row, key)
+    if v is None or v.lower() == "nan":
+        return None
+    try:
+        x = float(v)
+    except ValueError:
+        raise CorpusError(f"{where}: {key}={v!r} is not a number") from None
+    if not 1.0 <= x <= 5.0:
+        raise CorpusError(f"{where}: {key}={x} is outside the 1–5 scale")
+    return x
+
+
+@register(CORPUS)
+def read_manifest(root, *, strict: bool = False, label_map: dict[str, str] | None = None,
+                  corpus: str = CORPUS, duplicates: str = "keep", **opts) -> CorpusScan:
+    """Read a CSV/JSONL manifest. ``corpus`` is the default for rows without a ``corpus`` column."""
+    check_duplicates(duplicates)
+    manifest = find_manifest(root).absolute()
+    base = manifest.parent
+    scan = CorpusScan()
+    for n, row in _rows(manifest):
+        where = f"{manifest}:{n}"
+        rel, spk, raw = _text(row, "path"), _text(row, "speaker"), _text(row, "emotion")
+        if rel is None or spk is None or raw is None:
+            raise CorpusError(f"{where}: empty path, speaker or emotion")
+        path = Path(rel).expanduser()
+        path = path if path.is_absolute() else base / path
+        emotion = to_unified(CORPUS, raw, f"{where} ({path})", label_map)
+        gender_text = (_text(row, "gender") or "").lower()
+        if gender_text not in GENDER_WORDS:
+            raise CorpusError(f"{where}: gender {gender_text!r} is not female/male/empty")
+        valence, arousal, dominance = (_vad(row, k, where) for k in ("valence", "arousal", "dominance"))
+        take = _text(row, "take")
+        if take is not None and not take.isdigit():
+            raise CorpusError(f"{where}: take={take!r} is not a non-negative integer")
+        probed = probe_or_skip(path, scan, strict)
+        if probed is None:
+            continue
+        name = _text(row, "corpus") or corpus
+        try:
+            rel_id = path.relative_to(base).as_posix()
+        except ValueError:
+            rel_id = path.as_posix().lstrip("/")
+        scan.utterances.append(Utterance(
+            utt_id=_text(row, "utt_id") or f"{name}/{rel_id}", path=str(path), corpus=name,
+            speaker=spk if spk.startswith(f"{name}:") else f"{name}:{spk}",
+            gender=GENDER_WORDS[gender_text], emotion=emotion,
+            raw_emotion=_text(row, "raw_emotion") or raw, valence=valence, arousal=arousal,
+            dominance=dominance, session=_text(row, "session"), text_id=_text(row, "text_id"),
+            take=int(take) if take is not None else 0, duration=probed[0], sample_rate=probed[1]))
+    return finish(scan, duplicates)

@@ -1,0 +1,323 @@
+"""SERModule: a thin LightningModule around an injected multitask network.
+
+It consumes the device batch of ``SERDataModule.on_after_batch_transfer`` (see CONTRIBUTING.md,
+"Device batch": ``features (B, F, N)``, ``frame_lengths (B,)``, ``emotion``/``gender`` with
+``-100`` unknown, ``vad (B, 3)`` + ``vad_mask``, ``ids``, ``index``, ``variant``) and owns the
+masked multitask loss, the per-(split, eval set) metrics, the optimiser and scheduler.
+
+Evaluation scores whole utterances. An utterance longer than ``eval_window_frames`` is cut into
+windows of that length every ``eval_hop_frames`` (the last window may be shorter and ends at the
+utterance's end); the windows of the whole batch go through the network together and their
+probabilities (VAD: values) are averaged per utterance. Windows starting beyond an utterance's
+windows never count.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lightning_ser.losses import MultitaskLoss
+from lightning_ser.metrics import SERMetrics
+from lightning_ser.models.attention_cnn import MultitaskAttentionCNN
+
+MONITOR = "val/emotion/ua"
+WINDOW_CHUNK = 256  # windows per forward pass at eval, bounds memory for very long utterances
+
+
+def window_layout(frame_lengths: Tensor, window: int, hop: int) -> Tensor:
+    """Number of eval windows per utterance: ``1 + ceil(max(L − window, 0) / hop)``, ``(B,)``."""
+    over = (frame_lengths.long() - window).clamp(min=0)
+    return 1 + torch.div(over + hop - 1, hop, rounding_mode="floor")
+
+
+class SERModule(pl.LightningModule):
+    """Speech emotion recognition system: network, masked multitask loss, metrics, optimiser.
+
+    Args:
+        num_classes: emotion classes ``C``.
+        class_names: names for per-class metric keys and predictions.
+        n_mels: mel bins of the features (for the default network).
+        net: a module mapping ``(features (B, F, N), frame_lengths (B,))`` to a head dict
+            (``emotion (B, C)`` logits; optional ``gender (B, 2)``, ``vad (B, 3)``). Default:
+            ``MultitaskAttentionCNN(n_mels, num_classes)``.
+        task_weights, uncertainty_weighting, label_smoothing, class_weights, vad_loss: see
+            :class:`~lightning_ser.losses.MultitaskLoss`.
+        lr, weight_decay: optimiser settings; biases, norms and loss weights get no decay.
+        optimizer: ``"adamw" | "adam" | "sgd"`` (SGD: Nesterov momentum 0.9).
+        scheduler: ``"plateau"`` (halve the LR after 5 epochs without ``val/emotion/ua``
+            improving), ``"cosine"`` (per step to 0 over the run), ``"none"``.
+        eval_window_frames, eval_hop_frames: sliding-window scoring at eval, in frames.
+        tta_views: test/predict-time augmentation views, taken from the datamodule's
+            ``tta_batches(batch, k) -> list[batch]`` when it has one.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 6,
+        class_names: list[str] | None = None,
+        n_mels: int = 64,
+        net: nn.Module | None = None,
+        task_weights: dict[str, float] | None = None,
+        uncertainty_weighting: bool = False,
+        label_smoothing: float = 0.0,
+        class_weights: list[float] | None = None,
+        vad_loss: str = "ccc",
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        optimizer: str = "adamw",
+        scheduler: str = "plateau",
+        eval_window_frames: int = 400,
+        eval_hop_frames: int = 200,
+        tta_views: int = 1,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net"])
+        if optimizer not in ("adamw", "adam", "sgd"):
+            raise ValueError(f"optimizer={optimizer!r}: expected 'adamw', 'adam' or 'sgd'")
+        if scheduler not in ("plateau", "cosine", "none"):
+            raise ValueError(f"scheduler={scheduler!r}: expected 'plateau', 'cosine' or 'none'")
+        if not 0 < eval_hop_frames <= eval_window_frames:
+            raise ValueError(f"eval_hop_frames={eval_hop_frames}: expected 0 < hop ≤ eval_window_frames={eval_window_frames}")
+        if tta_views < 1:
+            raise ValueError(f"tta_views={tta_views}: expected ≥ 1")
+        self.class_names = list(class_names) if class_names is not None else [f"class{i}" for i in range(num_classes)]
+        if len(self.class_names) != num_classes:
+            raise ValueError(f"class_names has {len(self.class_names)} entries, num_classes={num_classes}")
+        self.net = net if net is not None else MultitaskAttentionCNN(n_mels=n_mels, num_classes=num_classes)
+        net_classes = getattr(self.net, "num_classes", num_classes)
+        if net_classes != num_classes:
+            raise ValueError(f"net has num_classes={net_classes}, module num_classes={num_classes}")
+        self.loss = MultitaskLoss(num_classes, task_weights, uncertainty_weighting, label_smoothing,
+                                  class_weights, vad_loss)
+        self.metrics = nn.ModuleDict()  # "<split>_<dataloader idx>" → SERMetrics, created on first use
+        self.last_eval_results: dict[str, dict[str, dict[str, float]]] = {}
+        # split → set → (C, C) confusion counts on CPU (rows = true); normalise with
+        # lightning_ser.metrics.normalize_confusion.
+        self.last_confusion: dict[str, dict[str, Tensor]] = {}
+
+    # ------------------------------------------------------------------ forward / scoring
+    def forward(self, features: Tensor, frame_lengths: Tensor) -> dict[str, Tensor]:
+        """``features (B, F, N)``, ``frame_lengths (B,)`` → the network's head dict."""
+        return self.net(features, frame_lengths)
+
+    def window_scores(self, features: Tensor, frame_lengths: Tensor) -> dict[str, Tensor]:
+        """Score every eval window of the batch.
+
+        Returns ``emotion (M, C)`` / ``gender (M, 2)`` probabilities, ``vad (M, 3)``, plus
+        ``utt (M,)`` the utterance of each window, ``start (M,)`` and ``length (M,)`` in frames.
+        Windows are ordered by utterance, then start.
+        """
+        W, H = self.hparams.eval_window_frames, self.hparams.eval_hop_frames
+        B, n = features.shape[0], features.shape[-1]
+        lengths = frame_lengths.to(features.device).long()
+        n_win = window_layout(lengths, W, H)
+        n_max = int(n_win.max()) if B else 1
+        if n_max == 1:  # every utterance fits one window: score them whole
+            windows, wl = features, lengths
+            utt = torch.arange(B, device=features.device)
+            start = torch.zeros_like(lengths)
+        else:
+            total = W + H * (n_max - 1)  # ≥ the longest utterance
+            x = F.pad(features, (0, max(0, total - n)))[..., :total]
+            x = x.unfold(-1, W, H).transpose(1, 2)  # (B, n_max, F, W)
+            k = torch.arange(n_max, device=features.device)
+            starts, valid = k * H, k[None, :] < n_win[:, None]  # window k exists for k < n_win
+            windows = x[valid]
+            wl = (lengths[:, None] - starts[None, :]).clamp(0, W)[valid]
+            utt = torch.arange(B, device=features.device)[:, None].expand(B, n_max)[valid]
+            start = starts[None, :].expand(B, n_max)[valid]
+        outs: dict[str, list[Tensor]] = {}
+        for i in range(0, windows.shape[0], WINDOW_CHUNK):
+            for k, v in self.net(windows[i:i + WINDOW_CHUNK], wl[i:i + WINDOW_CHUNK]).items():
+                outs.setdefault(k, []).append(v.float())
+        scores = {k: torch.cat(v) for k, v in outs.items()}
+        for k in ("emotion", "gender"):
+            if k in scores:
+                scores[k] = scores[k].softmax(-1)
+        scores.update(utt=utt, start=start, length=wl)
+        return scores
+
+    @staticmethod
+    def pool_windows(scores: Mapping[str, Tensor], batch_size: int) -> dict[str, Tensor]:
+        """Average window scores per utterance: ``(M, D)`` → ``(B, D)`` for each head."""
+        utt = scores["utt"]
+        count = torch.zeros(batch_size, device=utt.device).index_add_(0, utt, torch.ones_like(utt, dtype=torch.float32))
+        out = {}
+        for k, v in scores.items():
+            if k in ("utt", "start", "length"):
+                continue
+            summed = v.new_zeros(batch_size, v.shape[1]).index_add_(0, utt, v)
+            out[k] = summed / count.clamp_min(1)[:, None]
+        return out
+
+    def _views(self, batch: Mapping[str, Tensor], tta: bool) -> list[Mapping[str, Tensor]]:
+        k = self.hparams.tta_views
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if tta and k > 1 and hasattr(dm, "tta_batches"):
+            views = list(dm.tta_batches(batch, k))
+            if views:
+                return views
+        return [batch]
+
+    def score_batch(self, batch: Mapping[str, Tensor], tta: bool = False) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Per-utterance scores, averaged over windows and (``tta``) augmentation views.
+
+        Returns ``(scores, windows)``: ``scores`` holds ``emotion (B, C)`` / ``gender (B, 2)``
+        probabilities and ``vad (B, 3)``; ``windows`` is :meth:`window_scores` of the first view.
+        """
+        views = self._views(batch, tta)
+        pooled, first = None, None
+        for view in views:
+            ws = self.window_scores(view["features"], view["frame_lengths"])
+            p = self.pool_windows(ws, view["features"].shape[0])
+            first = ws if first is None else first
+            pooled = p if pooled is None else {k: pooled[k] + p[k] for k in pooled}
+        return {k: v / len(views) for k, v in pooled.items()}, first
+
+    # ------------------------------------------------------------------ steps
+    def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
+        out = self.net(batch["features"], batch["frame_lengths"])
+        loss, parts = self.loss(out, batch)
+        bs = batch["features"].shape[0]
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=bs)
+        for task, value in parts.items():
+            self.log(f"train/{task}/loss", value, on_step=True, on_epoch=True, batch_size=bs)
+        if self.loss.uncertainty:
+            for task, w in self.loss.effective_weights().items():
+                self.log(f"train/{task}/weight", w, on_step=True, on_epoch=False, batch_size=bs)
+        return loss
+
+    def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step("val", batch, dataloader_idx, tta=False)
+
+    def test_step(self, batch: Mapping[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step("test", batch, dataloader_idx, tta=True)
+
+    def predict_step(self, batch: Mapping[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> list[dict[str, Any]]:
+        """Per-utterance predictions (CPU tensors / Python values).
+
+        Each dict: ``index`` (store row, or the position in the batch when the batch has no
+        ``index``), ``id`` (when the batch has ``ids``), ``emotion_probs (C,)``, ``emotion``
+        (class index), ``label`` (class name), ``gender_prob_male`` (float, gender head only),
+        ``vad (3,)`` (vad head only), ``timeline (n_windows, C)`` per-window emotion probabilities
+        of the first view with ``timeline_start (n_windows,)`` / ``timeline_length`` in frames.
+        """
+        scores, ws = self.score_batch(batch, tta=True)
+        scores = {k: v.detach().cpu() for k, v in scores.items()}
+        ws = {k: v.detach().cpu() for k, v in ws.items()}
+        B = batch["features"].shape[0]
+        index = batch["index"].tolist() if "index" in batch else list(range(B))
+        ids = batch["ids"].tolist() if "ids" in batch else None
+        results = []
+        for i in range(B):
+            sel = ws["utt"] == i
+            probs = scores["emotion"][i]
+            r: dict[str, Any] = {"index": index[i], "emotion_probs": probs, "emotion": int(probs.argmax()),
+                                 "label": self.class_names[int(probs.argmax())], "timeline": ws["emotion"][sel],
+                                 "timeline_start": ws["start"][sel], "timeline_length": ws["length"][sel]}
+            if ids is not None:
+                r["id"] = ids[i]
+            if "gender" in scores:
+                r["gender_prob_male"] = float(scores["gender"][i, 1])
+            if "vad" in scores:
+                r["vad"] = scores["vad"][i]
+            results.append(r)
+        return results
+
+    # ------------------------------------------------------------------ eval bookkeeping
+    def eval_set_name(self, dataloader_idx: int) -> str:
+        """Name of an eval dataloader: the datamodule's ``eval_set_names`` or ``original``/``setK``."""
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        names = list(getattr(dm, "eval_set_names", None) or ["original"])
+        return names[dataloader_idx] if dataloader_idx < len(names) else f"set{dataloader_idx}"
+
+    def _prefix(self, split: str, dataloader_idx: int) -> str:
+        return f"{split}/" if dataloader_idx == 0 else f"{split}/{self.eval_set_name(dataloader_idx)}/"
+
+    def get_metrics(self, split: str, dataloader_idx: int = 0) -> SERMetrics:
+        """The metrics object of (split, eval set), created on first use on the module's device."""
+        key = f"{split}_{dataloader_idx}"
+        if key not in self.metrics:
+            self.metrics[key] = SERMetrics(self.hparams.num_classes, self.class_names).to(self.device)
+        return self.metrics[key]
+
+    def _eval_step(self, split: str, batch: Mapping[str, Tensor], dataloader_idx: int, tta: bool) -> None:
+        scores, _ = self.score_batch(batch, tta=tta)
+        # Log-probabilities are valid logits: the loss is the CE of the averaged probabilities.
+        as_logits = {k: (v.clamp_min(1e-8).log() if k in ("emotion", "gender") else v) for k, v in scores.items()}
+        loss, parts = self.loss(as_logits, batch)
+        prefix, bs = self._prefix(split, dataloader_idx), batch["features"].shape[0]
+        self.log(f"{prefix}loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=bs,
+                 add_dataloader_idx=False)
+        for task, value in parts.items():
+            self.log(f"{prefix}{task}/loss", value, on_step=False, on_epoch=True, sync_dist=True,
+                     batch_size=bs, add_dataloader_idx=False)
+        self.get_metrics(split, dataloader_idx).update(scores, batch)
+
+    def _finish_eval(self, split: str) -> None:
+        results: dict[str, dict[str, float]] = {}
+        confusion: dict[str, Tensor] = {}
+        keys = sorted((k for k in self.metrics if k.startswith(f"{split}_")), key=lambda k: int(k.rsplit("_", 1)[1]))
+        for key in keys:
+            idx = int(key.rsplit("_", 1)[1])
+            metrics, name, prefix = self.metrics[key], self.eval_set_name(idx), self._prefix(split, idx)
+            values = metrics.compute()
+            for k, v in values.items():
+                self.log(prefix + k, v, sync_dist=True, prog_bar=(idx == 0 and k == "emotion/ua"),
+                         add_dataloader_idx=False)
+            results[name] = {k: float(v) for k, v in values.items()}
+            if "emotion/ua" in values:
+                confusion[name] = metrics.confusion().cpu()
+            metrics.reset()
+        self.last_eval_results[split] = results
+        self.last_confusion[split] = confusion
+
+    def _start_eval(self, split: str, num_batches: Sequence[int | float]) -> None:
+        # One metrics object per eval dataloader up front, so every rank computes (and syncs)
+        # the same set even if a rank got no batch of some dataloader.
+        for idx in range(len(num_batches)):
+            self.get_metrics(split, idx).reset()
+
+    def on_validation_epoch_start(self) -> None:
+        self._start_eval("val", self.trainer.num_val_batches)
+
+    def on_test_epoch_start(self) -> None:
+        self._start_eval("test", self.trainer.num_test_batches)
+
+    def on_validation_epoch_end(self) -> None:
+        self._finish_eval("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._finish_eval("test")
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        decay, no_decay = [], []
+        for name, p in self.named_parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim < 2 or name.startswith("loss.") else decay).append(p)
+        groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if hp.optimizer == "adamw":
+            opt = torch.optim.AdamW(groups, lr=hp.lr)
+        elif hp.optimizer == "adam":
+            opt = torch.optim.Adam(groups, lr=hp.lr)
+        else:
+            opt = torch.optim.SGD(groups, lr=hp.lr, momentum=0.9, nesterov=True)
+        if hp.scheduler == "none":
+            return opt
+        if hp.scheduler == "plateau":
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=5)
+            # strict=False: runs without validation (or before the first one) skip the update.
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": MONITOR,
+                                                       "interval": "epoch", "strict": False}}
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total) or total < 1:
+            raise ValueError(f"scheduler='cosine' needs a bounded run (max_steps or max_epochs); estimated steps = {total}")
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(total))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
