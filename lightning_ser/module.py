@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from lightning_ser.losses import MultitaskLoss
 from lightning_ser.metrics import SERMetrics
-from lightning_ser.models.attention_cnn import MultitaskAttentionCNN
+from lightning_ser.models import build_backbone
 
 MONITOR = "val/emotion/ua"
 WINDOW_CHUNK = 256  # windows per forward pass at eval, bounds memory for very long utterances
@@ -62,6 +62,8 @@ class SERModule(pl.LightningModule):
         class_names: list[str] | None = None,
         n_mels: int = 64,
         net: nn.Module | None = None,
+        backbone: str = "attention_cnn",
+        backbone_options: dict | None = None,
         task_weights: dict[str, float] | None = None,
         uncertainty_weighting: bool = False,
         label_smoothing: float = 0.0,
@@ -88,7 +90,7 @@ class SERModule(pl.LightningModule):
         self.class_names = list(class_names) if class_names is not None else [f"class{i}" for i in range(num_classes)]
         if len(self.class_names) != num_classes:
             raise ValueError(f"class_names has {len(self.class_names)} entries, num_classes={num_classes}")
-        self.net = net if net is not None else MultitaskAttentionCNN(n_mels=n_mels, num_classes=num_classes)
+        self.net = net if net is not None else build_backbone(backbone, n_mels, num_classes, backbone_options)
         net_classes = getattr(self.net, "num_classes", num_classes)
         if net_classes != num_classes:
             raise ValueError(f"net has num_classes={net_classes}, module num_classes={num_classes}")
