@@ -127,3 +127,35 @@ def test_predict_files_reports_unreadable_file(tiny_synthetic_root, tmp_path):
     assert batch["errors"][:2] == [None, None]
     assert "broken.wav" in batch["errors"][2]
     assert batch["lengths"][0] > 1000
+
+
+@pytest.mark.parametrize("condition,copies", [("single", 1), ("double", 2), ("specaugment", 2),
+                                              ("codec:opus_8k", 2)])
+def test_training_condition_presets(tiny_synthetic_root, tmp_path, condition, copies):
+    codecs = "opus:8" if condition.startswith("codec") else None
+    dm = make_dm(tiny_synthetic_root, tmp_path, train_condition=condition, codecs=codecs)
+    dm.setup("fit")
+    ds = dm.train_dataset()
+    n = len(dm.split.train)
+    assert len(ds) == copies * n
+    batch = ds.__getitems__([(i, 0) for i in range(len(ds))])
+    assert len(set(batch["ids"].tolist())) == len(ds)  # each copy is its own sample
+    augment, variant = batch["augment"], batch["variant"]
+    assert not augment[:n].any() and torch.all(variant[:n] == 0)
+    if condition == "specaugment":
+        assert augment[n:].all()
+    if condition.startswith("codec"):
+        assert torch.all(variant[n:] == dm.variant_names.index("opus_8k")) and not augment.any()
+    if condition in ("single", "double"):
+        assert not augment.any()
+    # un-augmented items get exactly the evaluation features
+    sub = {k: v[:4] for k, v in batch.items()}
+    feats = dm.featurize(sub, train=True, epoch=0)["features"]
+    plain = dm.featurize(sub, train=False, epoch=0)["features"]
+    assert torch.equal(feats, plain)
+    if condition == "specaugment":
+        mixed = {k: torch.cat([v[:2], v[n:n + 2]]) for k, v in batch.items()}
+        out = dm.featurize(mixed, train=True, epoch=0)
+        ref = dm.featurize(mixed, train=False, epoch=0)
+        assert torch.equal(out["features"][:2], ref["features"][:2])
+        assert not torch.equal(out["features"][2:], ref["features"][2:])

@@ -59,6 +59,11 @@ class SERDataModule(L.LightningDataModule):
         codecs: codec variants to build and draw from, e.g. ``"opus:8,16,32,48,64,128"``.
         codec_weights: draw weights by variant name (``original`` included); default uniform.
         codec_eval: evaluate on ``original``, one variant name, or ``all`` variants.
+        train_condition: a preset of the SpecAugment-vs-CodecAugment study, or ``None`` (the
+            configured augmentation and codec draw). ``single``: original data, no augmentation;
+            ``double``: every utterance twice, no augmentation; ``specaugment``: original plus a
+            copy through the augmentation policy; ``codec:<variant>`` (e.g. ``codec:opus_32k``):
+            original plus a copy at that variant, no augmentation.
         features: :class:`~lightning_ser.augment.pipeline.FeaturePipeline` feature options.
         augment: augmentation policy name (``ser``, ``specaugment_lb``, ``none``) or op list.
         seed: seed of every per-sample random draw.
@@ -92,6 +97,7 @@ class SERDataModule(L.LightningDataModule):
         codecs: str | None = None,
         codec_weights: dict[str, float] | None = None,
         codec_eval: str = "original",
+        train_condition: str | None = None,
         features: dict[str, Any] | None = None,
         augment: str | list[dict] = "ser",
         seed: int = 0,
@@ -301,8 +307,38 @@ class SERDataModule(L.LightningDataModule):
             labels.keys = (labels.keys * 31 + np.array([s.start for s in segs])) & 0x7FFFFFFF
             segments = np.array([(s.start, s.length) for s in segs], dtype=np.int64)
         crop = int(self.hparams.crop_seconds * self.sample_rate) if self.hparams.crop_seconds else None
-        return StoreDataset(self.store, rows, labels, crop=crop, segments=segments,
-                            variant_weights=self._variant_weights(), seed=self.hparams.seed)
+        copies = self._condition_copies()
+        if copies is None:
+            return StoreDataset(self.store, rows, labels, crop=crop, segments=segments,
+                                variant_weights=self._variant_weights(), seed=self.hparams.seed)
+        n = len(rows)
+        rep = lambda a: np.concatenate([a] * len(copies))  # noqa: E731
+        keys = np.concatenate([(labels.keys + c * 0x3C6EF372) & 0x7FFFFFFF for c in range(len(copies))])
+        labels = LabelTable(rep(labels.emotion), rep(labels.gender), rep(labels.vad), rep(labels.vad_mask), keys)
+        item_variant = np.repeat([self.variant_names.index(v) for v, _ in copies], n)
+        item_augment = np.repeat([a for _, a in copies], n)
+        return StoreDataset(self.store, rep(rows), labels, crop=crop,
+                            segments=None if segments is None else rep(segments),
+                            item_variant=item_variant, item_augment=item_augment, seed=self.hparams.seed)
+
+    def _condition_copies(self) -> list[tuple[str, bool]] | None:
+        """``(variant, augment)`` per copy of the training set for ``train_condition``."""
+        cond = self.hparams.train_condition
+        if cond is None:
+            return None
+        if cond == "single":
+            return [("original", False)]
+        if cond == "double":
+            return [("original", False), ("original", False)]
+        if cond == "specaugment":
+            return [("original", False), ("original", True)]
+        if cond.startswith("codec:"):
+            variant = cond.split(":", 1)[1]
+            if variant not in self.variant_names:
+                raise ValueError(f"train_condition {cond!r}: variant {variant!r} not built; "
+                                 f"set data.codecs (built: {self.variant_names})")
+            return [("original", False), (variant, False)]
+        raise ValueError(f"unknown train_condition {cond!r}: single, double, specaugment, codec:<variant>")
 
     def eval_dataset(self, part: str, variant: str = "original") -> StoreDataset:
         rows, labels = self._part(getattr(self.split, part))
@@ -350,10 +386,30 @@ class SERDataModule(L.LightningDataModule):
         if next(iter(self.pipeline.buffers()), torch.empty(0, device=device)).device != device:
             self.pipeline.to(device)
         wave = batch["audio"].float() / 32768.0
-        feats, frame_lengths = self.pipeline(wave, batch["lengths"], batch["ids"], epoch, train)
+        aug = batch.get("augment")
+        if train and aug is not None and not bool(aug.all()):
+            feats, frame_lengths = self._featurize_mixed(wave, batch, aug, epoch)
+        else:
+            feats, frame_lengths = self.pipeline(wave, batch["lengths"], batch["ids"], epoch, train)
         out = dict(batch)
         out["features"], out["frame_lengths"] = feats, frame_lengths
         return out
+
+    def _featurize_mixed(self, wave, batch, aug, epoch):
+        """Augment only the items with ``augment`` set (training-condition presets)."""
+        parts = []
+        for flag in (True, False):
+            idx = torch.nonzero(aug == flag).flatten()
+            if len(idx):
+                f, n = self.pipeline(wave[idx], batch["lengths"][idx], batch["ids"][idx], epoch, flag)
+                parts.append((idx, f, n))
+        width = max(f.shape[-1] for _, f, _ in parts)
+        feats = wave.new_zeros(wave.shape[0], parts[0][1].shape[1], width)
+        frame_lengths = torch.zeros_like(batch["lengths"])
+        for idx, f, n in parts:
+            feats[idx, :, : f.shape[-1]] = f
+            frame_lengths[idx] = n
+        return feats, frame_lengths
 
     def tta_batches(self, batch: dict, k: int) -> list[dict]:
         """``k`` views of an eval batch: the plain one and ``k-1`` augmented ones."""

@@ -57,6 +57,10 @@ class StoreDataset(Dataset):
         variant_weights: weights over ``store.variants`` (index 0 = original) for the per-example,
             per-epoch codec draw; ``None`` always reads ``fixed_variant``.
         fixed_variant: the variant read when no draw is made (robustness evaluation).
+        item_variant: optional ``(N,)`` variant per item (``-1``: use the draw / fixed variant);
+            the training-condition presets use it for "a copy at one bitrate".
+        item_augment: optional ``(N,)`` bool: whether the device pipeline augments this item
+            (carried in the batch as ``augment``); ``None`` = all items.
         seed: the run's seed.
 
     ``dataset[[(pos, epoch), ...]]`` → dict with ``audio: (B, T)`` int16, ``lengths: (B,)``
@@ -65,7 +69,8 @@ class StoreDataset(Dataset):
 
     def __init__(self, store, rows: Sequence[int], labels: LabelTable, *, crop: int | None = None,
                  segments: np.ndarray | None = None, variant_weights: Sequence[float] | None = None,
-                 fixed_variant: int = 0, seed: int = 0) -> None:
+                 fixed_variant: int = 0, item_variant: np.ndarray | None = None,
+                 item_augment: np.ndarray | None = None, seed: int = 0) -> None:
         self.store = store
         self.rows = np.asarray(rows, dtype=np.int64)
         self.labels = labels
@@ -76,6 +81,8 @@ class StoreDataset(Dataset):
             raise ValueError(f"variant_weights has {len(self.variant_weights)} entries, store has "
                              f"variants {store.variants}")
         self.fixed_variant = fixed_variant
+        self.item_variant = item_variant
+        self.item_augment = item_augment
         self.seed = seed
         self.full_lengths = np.asarray(store.lengths, dtype=np.int64)[self.rows]
 
@@ -106,10 +113,15 @@ class StoreDataset(Dataset):
         start = SampleRNG(self.seed, epoch).randint(keys, "crop", 0, slack).numpy()
         return start, length
 
-    def variants(self, epoch: int, keys: torch.Tensor) -> np.ndarray:
+    def variants(self, epoch: int, keys: torch.Tensor, pos: np.ndarray | None = None) -> np.ndarray:
         if self.variant_weights is None:
-            return np.full(len(keys), self.fixed_variant, dtype=np.int64)
-        return SampleRNG(self.seed, epoch).categorical(keys, "codec", self.variant_weights).numpy()
+            out = np.full(len(keys), self.fixed_variant, dtype=np.int64)
+        else:
+            out = SampleRNG(self.seed, epoch).categorical(keys, "codec", self.variant_weights).numpy()
+        if self.item_variant is not None and pos is not None:
+            fixed = self.item_variant[pos]
+            out = np.where(fixed >= 0, fixed, out)
+        return out
 
     def __getitems__(self, items: Sequence) -> dict[str, torch.Tensor]:
         pos = np.fromiter((p if isinstance(p, (int, np.integer)) else p[0] for p in items),
@@ -118,7 +130,7 @@ class StoreDataset(Dataset):
         batch = self.labels.take(pos)
         keys = batch["ids"]
         start, length = self.windows(pos, epoch, keys)
-        variant = self.variants(epoch, keys)
+        variant = self.variants(epoch, keys, pos)
         rows = self.rows[pos]
         audio = np.zeros((len(pos), int(length.max())), dtype=np.int16)
         for b in range(len(pos)):  # memory slices; the CPU side does nothing else
@@ -126,6 +138,8 @@ class StoreDataset(Dataset):
         batch.update(audio=torch.from_numpy(audio), lengths=torch.from_numpy(length.astype(np.int64)),
                      index=torch.from_numpy(rows), variant=torch.from_numpy(variant),
                      start=torch.from_numpy(start.astype(np.int64)))
+        if self.item_augment is not None:
+            batch["augment"] = torch.from_numpy(self.item_augment[pos])
         return batch
 
 
