@@ -38,6 +38,7 @@ def trainer_defaults() -> dict:
             {"class_path": "lightning.pytorch.callbacks.LearningRateMonitor",
              "init_args": {"logging_interval": "epoch"}},
             {"class_path": "lightning_ser.callbacks.media.EvalMediaLogger"},
+            {"class_path": "lightning_ser.callbacks.rng_state.RNGStateCheckpoint"},
             {"class_path": "lightning_ser.callbacks.predictions.JSONPredictionWriter"},
         ],
     }
@@ -75,8 +76,10 @@ def run_lightning(args: Sequence[str], *, run: bool = True):
     from lightning_ser.module import SERModule
 
     cli_class = _make_cli_class()
+    from lightning_ser.callbacks.run_files import SaveRunConfig
+
     return cli_class(SERModule, SERDataModule, args=list(args), run=run,
-                     seed_everything_default=0,
+                     seed_everything_default=0, save_config_callback=SaveRunConfig,
                      save_config_kwargs={"overwrite": True},
                      parser_kwargs={"default_env": False})
 

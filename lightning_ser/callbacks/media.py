@@ -1,7 +1,7 @@
 """Images and tables for evaluation: confusion matrices, augmented spectrograms, per-codec table.
 
 With a :class:`~lightning.pytorch.loggers.WandbLogger` they go to W&B (``log_image`` /
-``log_table``); with any logger the PNGs are also written under ``<log_dir>/media``.
+``log_table``); with any logger the PNGs are also written under ``<run dir>/media``.
 """
 from __future__ import annotations
 
@@ -70,7 +70,9 @@ class EvalMediaLogger(L.Callback):
 
     @staticmethod
     def _media_dir(trainer) -> Path:
-        return Path(trainer.log_dir or trainer.default_root_dir) / "media"
+        from lightning_ser.callbacks.run_files import run_dir
+
+        return run_dir(trainer) / "media"
 
     @staticmethod
     def _wandb(trainer):

@@ -18,6 +18,27 @@ def _jsonable(x):
     return x
 
 
+def format_prediction(pred: dict, class_names: list[str], frame_seconds: float) -> dict:
+    """User-facing entry: labelled probabilities, gender, named VAD, timeline in seconds."""
+    pred = _jsonable(pred)
+    probs = pred.get("emotion_probs")
+    out: dict = {}
+    if probs is not None:
+        named = dict(zip(class_names, probs))
+        out["emotion"] = {"label": max(named, key=named.get), "probabilities": named}
+    if "gender_prob_male" in pred:
+        p = float(pred["gender_prob_male"])
+        out["gender"] = {"label": "male" if p >= 0.5 else "female", "p_male": p}
+    if "vad" in pred:
+        out["vad"] = dict(zip(("valence", "arousal", "dominance"), pred["vad"]))
+    if "timeline" in pred:
+        out["timeline"] = [
+            {"start_s": round(s * frame_seconds, 3), "end_s": round((s + n) * frame_seconds, 3),
+             "probabilities": dict(zip(class_names, p))}
+            for s, n, p in zip(pred["timeline_start"], pred["timeline_length"], pred["timeline"])]
+    return out
+
+
 class JSONPredictionWriter(BasePredictionWriter):
     """Collects each batch's per-utterance predictions with the file path (or utterance id) and
     writes them to ``out_path`` at the end of ``predict``. A file that could not be decoded gets
@@ -36,7 +57,11 @@ class JSONPredictionWriter(BasePredictionWriter):
         preds = list(prediction) if prediction is not None else []
         paths = batch.get("paths")
         errors = batch.get("errors") or [None] * len(batch["lengths"])
-        store = getattr(trainer.datamodule, "store", None) if trainer.datamodule is not None else None
+        dm = trainer.datamodule
+        store = getattr(dm, "store", None)
+        pipeline = getattr(dm, "pipeline", None)
+        hop = getattr(pipeline, "hop_length", 160) / getattr(pipeline, "sample_rate", 16000)
+        names = list(getattr(pl_module, "class_names", []))
         for b in range(len(batch["lengths"])):
             if paths is not None:
                 entry = {"path": paths[b]}
@@ -46,7 +71,7 @@ class JSONPredictionWriter(BasePredictionWriter):
             if errors[b]:
                 entry["error"] = errors[b]
             elif b < len(preds):
-                entry.update(_jsonable(preds[b]))
+                entry.update(format_prediction(preds[b], names, hop))
             self.entries.append(entry)
 
     def on_predict_end(self, trainer, pl_module) -> None:

@@ -283,7 +283,9 @@ class SERDataModule(L.LightningDataModule):
                                     bucket_size=batch_size * 32 if self.hparams.bucketing else 0,
                                     **self._rank_info())
         workers = self.num_workers
+        # own generator: iterator creation must not draw from the global RNG (exact resume)
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate_batch,
+                          generator=torch.Generator().manual_seed(self.hparams.seed),
                           num_workers=workers, persistent_workers=workers > 0,
                           pin_memory=self.hparams.pin_memory and torch.cuda.is_available(),
                           drop_last=train)
