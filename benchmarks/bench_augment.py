@@ -1,0 +1,389 @@
+"""Throughput of the batched feature + augmentation pipeline vs per-clip processing.
+
+Measures clips/s for the train-time pipeline (log-mel + augmentation, policy ``ser`` by default)
+at several batch sizes on 3 s clips, with a breakdown (log-mel alone, augmentation = train − eval,
+each op alone at its policy probability, parameter sampling), against:
+
+* ``per-item torchaudio``: the same work one clip at a time with torchaudio transforms, the way
+  typical SER projects do it in ``Dataset.__getitem__`` (Vol, white noise at an SNR via
+  ``add_noise``, Spectrogram, VTLP interpolation, MelScale, AmplitudeToDB, SpeechBrain-style
+  interpolate time warp, per-utterance CMVN, FrequencyMasking/TimeMasking ×2), then stacking;
+* ``lightning_ser, one clip at a time``: our pipeline called with B=1 in a loop (same maths,
+  no batching);
+* ``torchaudio PitchShift per clip``: the waveform pitch shift many projects use instead of a
+  spectral warp (a few clips only; it is slow);
+* optional reference rows, only if importable: lhotse ``SpecAugment`` (loops per example) and
+  SpeechBrain ``Warping`` + ``SpectrogramDrop`` (batched, one warp centre per batch), compared with
+  our ``specaugment_lb`` augmentation time.
+
+Usage::
+
+    python benchmarks/bench_augment.py [--device cpu|cuda] [--batches 64 256] [--seconds 3]
+
+Writes ``benchmarks/results/bench_augment_<device>.json`` and ``.md``. Baselines run on the CPU
+(where a Dataset would run them); the batched pipeline runs on ``--device``. On the CPU, rates
+are per CPU-second of one thread (``--threads 1``), which is robust on a shared machine.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torchaudio
+import torchaudio.functional as taF
+import torchaudio.transforms as taT
+
+from lightning_ser.augment import functional as AF
+from lightning_ser.augment.pipeline import FeaturePipeline
+
+SR = 16000
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+# ----------------------------------------------------------------------------- helpers
+def hardware(device: torch.device) -> dict:
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    info = {
+        "cpu_model": cpu,
+        "cpu_cores_visible": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "torchaudio": torchaudio.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(device),
+    }
+    if hasattr(os, "getloadavg"):
+        info["load_avg_1m_at_start"] = round(os.getloadavg()[0], 2)
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def timeit(fn, device: torch.device, repeats: int, warmup: int = 1) -> dict:
+    """Median wall time and median process CPU time (user + sys, all threads) of ``fn()``, in s.
+
+    ``s`` is the figure rates are computed from: CPU time on the CPU (robust on a shared
+    machine; equals wall time with one uncontended thread), wall time on CUDA.
+    """
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for _ in range(warmup):
+        fn()
+    sync()
+    wall, cpu = [], []
+    for _ in range(repeats):
+        c0, t0 = time.process_time(), time.perf_counter()
+        fn()
+        sync()
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    w, c = statistics.median(wall), statistics.median(cpu)
+    return {"s": c if device.type == "cpu" else w, "wall_s": w, "cpu_s": c, "repeats": repeats}
+
+
+def synthetic_clips(b: int, seconds: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(b, T)`` speech-like clips (harmonic tone with vibrato + noise), all ``seconds`` long."""
+    g = torch.Generator().manual_seed(seed)
+    n = int(seconds * SR)
+    t = torch.arange(n) / SR
+    f0 = 100 + 150 * torch.rand(b, 1, generator=g)
+    phase = 2 * math.pi * (f0 * t + 2 * torch.sin(2 * math.pi * 4 * t))
+    wave = sum(torch.sin(k * phase) / k for k in range(1, 8)) + 0.05 * torch.randn(b, n, generator=g)
+    return (0.3 * wave / wave.abs().amax(-1, keepdim=True)).float(), torch.full((b,), n)
+
+
+# ----------------------------------------------------------------------------- baselines
+class PerItemTorchaudio:
+    """The same work as policy ``ser``, one clip at a time with torchaudio transforms."""
+
+    def __init__(self, n_mels: int = 64, seed: int = 0):
+        self.spec = taT.Spectrogram(n_fft=512, win_length=400, hop_length=160, power=2.0, center=True,
+                                    pad_mode="constant")
+        self.mel = taT.MelScale(n_mels=n_mels, sample_rate=SR, f_min=20.0, n_stft=257)
+        self.db = taT.AmplitudeToDB("power", top_db=80.0)
+        self.fmask = taT.FrequencyMasking(8)
+        self.tmask = taT.TimeMasking(20)
+        self.rand = random.Random(seed)
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def __call__(self, wave: torch.Tensor) -> torch.Tensor:  # (T,) → (F, N)
+        r = self.rand
+        if r.random() < 0.5:
+            wave = taT.Vol(r.uniform(-6, 6), gain_type="db")(wave)
+        if r.random() < 0.3:
+            noise = torch.randn(wave.shape, generator=self.gen)
+            wave = taF.add_noise(wave[None], noise[None], torch.tensor([r.uniform(10, 30)]))[0]
+        spec = self.spec(wave)
+        if r.random() < 0.3:  # VTLP warp of this clip's spectrogram
+            alpha = torch.tensor([2 ** (r.uniform(-2, 2) / 12)])
+            src = AF.vtlp_source_bins(spec.shape[0], alpha)[0]
+            i0 = src.floor().long()
+            i1 = (i0 + 1).clamp(max=spec.shape[0] - 1)
+            w = (src - i0).float()[:, None]
+            spec = spec[i0] * (1 - w) + spec[i1] * w
+        x = self.db(self.mel(spec))
+        n = x.shape[-1]
+        c, d = r.randint(6, n - 7), r.randint(-5, 5)  # SpeechBrain-style time warp, W=5
+        left = torch.nn.functional.interpolate(x[None, :, :c], size=c + d, mode="linear", align_corners=True)
+        right = torch.nn.functional.interpolate(x[None, :, c:], size=n - c - d, mode="linear", align_corners=True)
+        x = torch.cat([left, right], -1)[0]
+        x = (x - x.mean(-1, keepdim=True)) / x.std(-1, keepdim=True).clamp_min(1e-5)
+        for _ in range(2):
+            x = self.fmask(x)
+        for _ in range(2):
+            x = self.tmask(x)
+        return x
+
+
+def optional_references():
+    """``{name: callable(features (B, N, F))}`` for lhotse / SpeechBrain, if importable."""
+    refs, notes = {}, []
+    try:
+        import lhotse
+        from lhotse.dataset.signal_transforms import SpecAugment
+
+        lb = SpecAugment(time_warp_factor=80, num_feature_masks=2, features_mask_size=22, num_frame_masks=2,
+                         frames_mask_size=100, max_frames_mask_fraction=1.0, p=1.0)
+        refs[f"lhotse {lhotse.__version__} SpecAugment (per-example loop)"] = lb
+        notes.append(f"lhotse imported from {Path(lhotse.__file__).parent} (not a project dependency)")
+    except Exception as e:  # noqa: BLE001 — optional dependency, any import failure means skip
+        notes.append(f"lhotse skipped: {type(e).__name__}: {e}")
+    try:
+        import speechbrain
+        from speechbrain.augment.freq_domain import SpectrogramDrop, Warping
+
+        warp = Warping(warp_window=80, warp_mode="bilinear")
+        tdrop = SpectrogramDrop(drop_length_low=0, drop_length_high=100, drop_count_low=2, drop_count_high=2,
+                                replace="mean", dim=1)
+        fdrop = SpectrogramDrop(drop_length_low=0, drop_length_high=22, drop_count_low=2, drop_count_high=2,
+                                replace="mean", dim=2)
+        refs[f"SpeechBrain {speechbrain.__version__} Warping+SpectrogramDrop (one warp per batch)"] = \
+            lambda x: fdrop(tdrop(warp(x)))
+        notes.append(f"SpeechBrain imported from {Path(speechbrain.__file__).parent} (not a project dependency)")
+    except Exception as e:  # noqa: BLE001
+        notes.append(f"SpeechBrain skipped: {type(e).__name__}: {e}")
+    return refs, notes
+
+
+# ----------------------------------------------------------------------------- main
+def _stage_inputs(pipe: FeaturePipeline, wave, lengths) -> dict:
+    """The input of each pipeline stage for unaugmented clips (for timing ops alone)."""
+    lm = pipe.logmel
+    frames = lm.frame_lengths(lengths)
+    power = lm.power_spectrogram(wave)
+    db = lm.mel_db(power, frames)
+    return {"wave": (wave, lengths), "linear": (power, frames), "logmel": (db, frames),
+            "normalized": (lm.normalize(db, frames), frames)}
+
+
+def _ops_alone(pipe, wave, lengths, ids, device, reps) -> dict:
+    """ms per batch of ``sample_params`` and of each op's ``apply`` at its policy ``p``."""
+    inputs = _stage_inputs(pipe, wave, lengths)
+    params = pipe.sample_params(ids, lengths, 0)
+    out = {"sample_params": timeit(lambda: pipe.sample_params(ids, lengths, 0), device, reps)}
+    for op in pipe.ops:
+        x, n = inputs[op.stage]
+        out[f"{op.key} (p={op.p})"] = timeit(lambda: op.apply(x, params[op.key], n), device, reps)
+    return out
+
+
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "4000000000", "MALLOC_TRIM_THRESHOLD_": "4000000000"}
+
+
+def _inner_train(args) -> None:
+    """Subprocess mode: time the batched train pipeline at one batch size, print JSON."""
+    wave, lengths = synthetic_clips(args.inner_train, args.seconds)
+    pipe = FeaturePipeline(policy=args.policy, seed=0)
+    ids = torch.arange(args.inner_train)
+    print(json.dumps(timeit(lambda: pipe(wave, lengths, ids, 0, True), torch.device("cpu"), args.repeats)))
+
+
+def _train_with_tuned_malloc(b: int, args) -> dict | None:
+    """The CPU train timing in a fresh process whose glibc malloc keeps big blocks (no mmap/trim),
+    so large batch tensors stop page-faulting on every allocation."""
+    cmd = [sys.executable, __file__, "--inner-train", str(b), "--seconds", str(args.seconds), "--policy",
+           args.policy, "--threads", str(args.threads), "--repeats", str(args.repeats)]
+    try:
+        out = subprocess.run(cmd, env={**os.environ, **MALLOC_ENV}, capture_output=True, text=True, check=True,
+                             timeout=300)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    except (subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def run(args) -> dict:
+    device = torch.device(args.device)
+    torch.manual_seed(0)  # only the baselines' torchaudio masks use the global RNG
+    rows, breakdown = [], {}
+    pipe = FeaturePipeline(policy=args.policy, seed=0).to(device)
+    lb = FeaturePipeline(policy="specaugment_lb", seed=0).to(device)
+    refs, notes = optional_references()
+    ms = lambda t: round(1000 * t["s"], 2)  # noqa: E731
+
+    for b in args.batches:
+        wave, lengths = synthetic_clips(b, args.seconds)
+        wave, lengths, ids = wave.to(device), lengths.to(device), torch.arange(b, device=device)
+        reps = args.repeats
+        ev = timeit(lambda: pipe(wave, lengths, ids, 0, False), device, reps)
+        tr = timeit(lambda: pipe(wave, lengths, ids, 0, True), device, reps)
+        lm, inputs = pipe.logmel, _stage_inputs(pipe, wave, lengths)
+        power, frames = inputs["linear"]
+        stages = {"stft+power": timeit(lambda: lm.power_spectrogram(wave), device, reps),
+                  "mel+dB": timeit(lambda: lm.mel_db(power, frames), device, reps),
+                  "normalise": timeit(lambda: lm.normalize(inputs["logmel"][0], frames), device, reps)}
+        alone = _ops_alone(pipe, wave, lengths, ids, device, reps)
+        breakdown[str(b)] = {
+            "eval_logmel_ms": ms(ev), "train_total_ms": ms(tr), "augmentation_ms (train - eval)": ms(tr) - ms(ev),
+            "logmel_stages_ms": {k: ms(v) for k, v in stages.items()},
+            "ops_alone_ms": {k: ms(v) for k, v in alone.items()},
+        }
+        rows.append({"method": "lightning_ser batched eval (log-mel only)", "batch": b, **_rate(ev, b)})
+        rows.append({"method": f"lightning_ser batched train, policy={args.policy}", "batch": b, **_rate(tr, b)})
+        tuned = _train_with_tuned_malloc(b, args) if device.type == "cpu" else None
+        if tuned is not None:
+            rows.append({"method": f"lightning_ser batched train, policy={args.policy}, glibc malloc thresholds "
+                                   f"raised (env {' '.join(f'{k}={v}' for k, v in MALLOC_ENV.items())})",
+                         "batch": b, **_rate(tuned, b)})
+
+        # SpecAugment alone on ready log-mel features: ours (specaugment_lb) vs references
+        lb_alone = _ops_alone(lb, wave, lengths, ids, device, reps)
+        aug = {k: sum(v[k] for v in lb_alone.values()) for k in ("s", "wall_s", "cpu_s")}
+        rows.append({"method": "lightning_ser specaugment_lb (params + warp + masks), augmentation only",
+                     "batch": b, **_rate(aug, b)})
+        feats, _ = lb(wave, lengths, ids, 0, False)
+        btf = feats.transpose(1, 2).contiguous()  # (B, N, F) for lhotse / SpeechBrain
+        for name, fn in refs.items():
+            t = timeit(lambda: fn(btf), device, reps)
+            rows.append({"method": name + ", augmentation only", "batch": b, **_rate(t, b)})
+
+    # per-clip baselines (CPU, like a Dataset worker)
+    n = args.baseline_clips
+    cpu = torch.device("cpu")
+    wave, lengths = synthetic_clips(n, args.seconds, seed=1)
+    base = PerItemTorchaudio()
+    t = timeit(lambda: torch.stack([base(wave[i]) for i in range(n)]), cpu, args.repeats)
+    rows.append({"method": "per-item torchaudio (same work, one clip at a time, CPU)", "batch": 1, **_rate(t, n)})
+    pipe_cpu = FeaturePipeline(policy=args.policy, seed=0)
+    ids = torch.arange(n)
+    t = timeit(lambda: [pipe_cpu(wave[i:i + 1], lengths[i:i + 1], ids[i:i + 1], 0, True) for i in range(n)],
+               cpu, args.repeats)
+    rows.append({"method": f"lightning_ser one clip at a time (B=1 loop, CPU), policy={args.policy}", "batch": 1,
+                 **_rate(t, n)})
+    k = args.pitchshift_clips
+    shifters = [taT.PitchShift(SR, s) for s in (-2, 1, 2)]
+    t = timeit(lambda: [shifters[i % 3](wave[i]) for i in range(k)], cpu, 1)
+    rows.append({"method": "torchaudio PitchShift per clip (waveform pitch shift alone, CPU)", "batch": 1,
+                 **_rate(t, k)})
+
+    per_item = next(r for r in rows if r["method"].startswith("per-item"))["clips_per_s"]
+    for r in rows:
+        r["speedup_vs_per_item"] = round(r["clips_per_s"] / per_item, 2)
+    timing = ("process CPU time (user+sys) per batch, median" if device.type == "cpu"
+              else "wall time per batch with cuda synchronize, median")
+    return {
+        "benchmark": "bench_augment",
+        "hardware": hardware(device),
+        "timing": timing,
+        "config": {"clip_seconds": args.seconds, "sample_rate": SR, "batches": args.batches, "policy": args.policy,
+                   "n_mels": 64, "n_fft": 512, "win_length": 400, "hop_length": 160, "repeats": args.repeats,
+                   "baseline_clips": n, "pitchshift_clips": k,
+                   "ops": [dataclasses.asdict(op) | {"name": op.name} for op in pipe.ops]},
+        "rows": rows,
+        "breakdown_ms_per_batch": breakdown,
+        "notes": notes + [
+            f"Rates use {timing}; wall-clock rates are listed too (the machine may be shared: see load avg).",
+            "Ops alone: each op's apply() on unaugmented input of its stage, at its policy p (rows with "
+            "apply=False cost little for noise/pitch, which compute only the augmented rows).",
+            "Per-clip baselines run on the CPU as a Dataset would; the batched pipeline runs on --device.",
+            "On the CPU, batch-sized tensors (tens of MB) are mmap-allocated and page-faulted afresh on every "
+            "allocation by glibc malloc (the sys part of CPU time); the 'malloc thresholds raised' rows show the "
+            "same pipeline with that turned off by environment variables.",
+        ],
+    }
+
+
+def _rate(t: dict, clips: int) -> dict:
+    return {"clips_per_s": round(clips / t["s"], 1), "ms_per_clip": round(1000 * t["s"] / clips, 3),
+            "wall_clips_per_s": round(clips / t["wall_s"], 1)}
+
+
+def to_markdown(res: dict) -> str:
+    hw = res["hardware"]
+    lines = [
+        f"# bench_augment ({hw['device']})",
+        "",
+        f"{hw['cpu_model']}, {hw['cpu_cores_visible']} cores visible, torch {hw['torch']} "
+        f"({hw['torch_threads']} threads), torchaudio {hw['torchaudio']}"
+        + (f", GPU {hw['gpu']}" if "gpu" in hw else "")
+        + f"; load avg at start {hw.get('load_avg_1m_at_start', 'n/a')}. "
+        f"Clips: {res['config']['clip_seconds']} s at 16 kHz; policy `{res['config']['policy']}`. "
+        f"Timing: {res['timing']}.",
+        "",
+        "| method | batch | clips/s | ms/clip | wall clips/s | × per-item |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in res["rows"]:
+        lines.append(f"| {r['method']} | {r['batch']} | {r['clips_per_s']} | {r['ms_per_clip']} | "
+                     f"{r['wall_clips_per_s']} | {r['speedup_vs_per_item']} |")
+    lines += ["", "## Breakdown (ms per batch)", "",
+              "| batch | eval (log-mel) | train total | train − eval | log-mel stages | ops alone |",
+              "|---:|---:|---:|---:|---|---|"]
+    for b, d in res["breakdown_ms_per_batch"].items():
+        stages = ", ".join(f"{k} {v}" for k, v in d["logmel_stages_ms"].items())
+        ops = ", ".join(f"{k} {v}" for k, v in d["ops_alone_ms"].items())
+        lines.append(f"| {b} | {d['eval_logmel_ms']} | {d['train_total_ms']} | "
+                     f"{round(d['augmentation_ms (train - eval)'], 2)} | {stages} | {ops} |")
+    lines += ["", "Notes:", ""] + [f"- {n}" for n in res["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
+    ap.add_argument("--batches", type=int, nargs="+", default=[64, 256])
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--policy", default="ser")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--baseline-clips", type=int, default=64)
+    ap.add_argument("--pitchshift-clips", type=int, default=6)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (default 1: per-core rates, no OpenMP spin in CPU time; 0: torch default)")
+    ap.add_argument("--out-dir", type=Path, default=RESULTS)
+    ap.add_argument("--inner-train", type=int, default=0, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    if args.inner_train:
+        return _inner_train(args)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        sys.exit("bench_augment: --device cuda requested but CUDA is not available")
+    res = run(args)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    tag = torch.device(args.device).type
+    (args.out_dir / f"bench_augment_{tag}.json").write_text(json.dumps(res, indent=2) + "\n")
+    (args.out_dir / f"bench_augment_{tag}.md").write_text(to_markdown(res))
+    print(to_markdown(res))
+    return res
+
+
+if __name__ == "__main__":
+    main()

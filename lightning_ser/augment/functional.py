@@ -1,0 +1,219 @@
+"""Pure batched maths behind the augmentation ops (no randomness, no module state).
+
+Every function takes per-example parameters as ``(B,)`` / ``(B, m)`` tensors and works on the
+whole batch at once; positions are clamped to each example's valid range so nothing is read from
+or written into padding. Devices: CPU and CUDA.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+_GOLDEN = 0x5BD1E995  # odd constant (< 2**31) that spreads consecutive counters
+
+
+# ----------------------------------------------------------------------------- lengths, masks
+def valid_mask(lengths: Tensor, n: int) -> Tensor:
+    """``(B, n)`` bool: True at positions < ``lengths`` (samples or frames)."""
+    return torch.arange(n, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def stretched_length(lengths: Tensor, rate: Tensor) -> Tensor:
+    """Length after reading every ``rate``-th position: ``floor((L - 1) / rate) + 1``, ``(B,)`` int64.
+
+    The last output position ``(L' - 1) * rate`` stays ``<= L - 1``, so interpolation never reads
+    padding. ``rate > 1`` shortens (faster), ``rate < 1`` lengthens.
+    """
+    return (torch.floor((lengths.double() - 1).clamp_min(0) / rate.double()) + 1).long()
+
+
+def band_mask(n: int, start: Tensor, width: Tensor) -> Tensor:
+    """``(B, n)`` bool union of ``m`` bands ``[start, start + width)``; start/width ``(B, m)``."""
+    i = torch.arange(n, device=start.device)[None, None, :]
+    return ((i >= start[..., None]) & (i < (start + width)[..., None])).any(dim=1)
+
+
+# ----------------------------------------------------------------------------- interpolation
+def interp(x: Tensor, pos: Tensor, dim: int, last: Tensor) -> Tensor:
+    """Linear interpolation of ``x`` along ``dim`` at float positions ``pos (B, M)``.
+
+    ``x``: ``(B, ...)``; ``last (B,)``: the largest valid index per example (reads are clamped to
+    ``[0, last]``). Returns ``x`` with ``dim`` resized to ``M``. One batched ``gather`` pair.
+    """
+    dim = dim % x.dim()
+    b, m = pos.shape
+    view = [b] + [1] * (x.dim() - 1)
+    view[dim] = m
+    size = list(x.shape)
+    size[dim] = m
+    top = last.to(pos.dtype)[:, None]
+    p = torch.minimum(pos.clamp_min(0), top)
+    i0 = p.floor()
+    w = (p - i0).reshape(view).to(x.dtype)
+    i1 = torch.minimum(i0 + 1, top)
+    g0 = torch.gather(x, dim, i0.long().reshape(view).expand(size))
+    g1 = torch.gather(x, dim, i1.long().reshape(view).expand(size))
+    return g0 + (g1 - g0) * w
+
+
+def resample_time(x: Tensor, rate: Tensor, lengths: Tensor, min_width: int = 0) -> tuple[Tensor, Tensor]:
+    """Read ``x (B, ..., N)`` at positions ``t * rate`` along the last axis (linear interpolation).
+
+    Speed perturbation on waveforms, and the magnitude path of a phase vocoder on spectrograms.
+    Returns ``(y (B, ..., N'), new_lengths (B,))`` with ``N' = max(max(new_lengths), min_width)``
+    (one host sync); positions ``>= new_lengths`` are 0.
+    """
+    new = stretched_length(lengths, rate)
+    n_out = max(int(new.max()) if new.numel() else 0, min_width)
+    t = torch.arange(n_out, device=x.device, dtype=torch.float64)
+    pos = (t[None, :] * rate.double()[:, None])
+    y = interp(x, pos, -1, (lengths - 1).clamp_min(0))
+    mask = valid_mask(new, n_out).reshape(x.shape[0], *([1] * (x.dim() - 2)), n_out)
+    return y.masked_fill(~mask, 0.0), new
+
+
+def fit_width(x: Tensor, n: int) -> Tensor:
+    """Crop or zero-pad the last axis of ``x`` to ``n``."""
+    if x.shape[-1] >= n:
+        return x[..., :n]
+    return torch.nn.functional.pad(x, (0, n - x.shape[-1]))
+
+
+# ----------------------------------------------------------------------------- waveform
+def shift_source(n: int, shift: Tensor, lengths: Tensor, circular: bool) -> tuple[Tensor, Tensor]:
+    """Source index map of a time shift by ``shift (B,)`` samples inside each valid length.
+
+    Returns ``(src (B, n) int64, ok (B, n) bool)``: output ``t < L`` reads ``src``; where ``ok`` is
+    False inside the valid part (zero-fill mode) the output is 0. Padding is not part of ``ok``.
+    """
+    t = torch.arange(n, device=shift.device)[None, :]
+    length = lengths.clamp_min(1)[:, None]
+    src = t - shift[:, None]
+    inside = t < lengths[:, None]
+    if circular:
+        src = torch.remainder(src, length)
+        ok = inside
+    else:
+        ok = inside & (src >= 0) & (src < length)
+    return src.clamp(0, max(n - 1, 0)), ok
+
+
+_M31 = (1 << 31) - 1
+_MIX = (0x45D9F3B, 0x2C1B3C6D)  # odd multipliers < 2**30: products of 31-bit words fit in int64
+
+
+def _mix31(h: Tensor) -> Tensor:
+    """A murmur-style finaliser on 31-bit words (bijective xorshift-multiply rounds).
+
+    Cheaper than :func:`rng.fmix32` (no 16-bit split multiply) because ``h < 2**31`` times a
+    constant ``< 2**30`` never leaves int64; used for the per-sample noise counters.
+    """
+    h = h ^ (h >> 16)
+    h = (h * _MIX[0]) & _M31
+    h = h ^ (h >> 15)
+    h = (h * _MIX[1]) & _M31
+    return h ^ (h >> 16)
+
+
+def counter_normal(seed: Tensor, n: int) -> Tensor:
+    """``(B, n)`` standard normals; element ``(b, t)`` depends only on ``(seed[b], t)``.
+
+    Counter-based: one 31-bit hash of ``(t // 2) * golden ^ seed`` per pair of samples gives two
+    15-bit uniforms, turned by Box–Muller into the pair's two normals (|z| <= 4.7). No global
+    RNG; the same on every device, batch size and padded width.
+    """
+    pairs = torch.arange((n + 1) // 2, device=seed.device, dtype=torch.int64)
+    h = _mix31(((pairs * _GOLDEN) & _M31)[None, :] ^ (seed.long() & _M31)[:, None])
+    radius = (h & 0x7FFF).to(torch.float32).add_(0.5).mul_(1.0 / 32768).log_().mul_(-2.0).sqrt_()
+    angle = (h >> 16).to(torch.float32).mul_(2 * math.pi / 32768)
+    z = torch.stack([radius * torch.cos(angle), radius * torch.sin(angle)], dim=-1)
+    return z.reshape(seed.shape[0], 2 * pairs.shape[0])[:, :n]
+
+
+def noise_kernels(exponent: Tensor, taps: int) -> Tensor:
+    """FIR kernels ``(B, taps)`` with power spectrum ``∝ f^-exponent`` (0 white, 1 pink, 2 brown).
+
+    Frequency sampling on ``taps`` points (DC removed), zero phase shifted to the middle, Hann
+    windowed, unit energy. A fixed-length FIR keeps the noise at a sample independent of the
+    padded batch width (an FFT over the whole row would not).
+    """
+    k = torch.arange(taps // 2 + 1, device=exponent.device, dtype=torch.float32)
+    mag = k.clamp_min(1.0)[None, :] ** (-0.5 * exponent.float()[:, None])
+    mag[:, 0] = 0.0
+    h = torch.fft.irfft(mag, n=taps).roll(taps // 2, dims=-1)
+    h = h * torch.hann_window(taps, periodic=False, device=h.device)
+    return h / h.square().sum(-1, keepdim=True).sqrt().clamp_min(1e-12)
+
+
+def fft_convolve_valid(x: Tensor, h: Tensor) -> Tensor:
+    """Row-wise linear convolution, 'valid' part: ``(B, N) * (B, K) → (B, N - K + 1)``."""
+    n, k = x.shape[-1], h.shape[-1]
+    size = 1 << (n + k - 2).bit_length()  # power of two >= n + k - 1
+    y = torch.fft.irfft(torch.fft.rfft(x, n=size) * torch.fft.rfft(h, n=size), n=size)
+    return y[..., k - 1:n]
+
+
+def colored_noise(seed: Tensor, exponent: Tensor, n: int, taps: int = 2048) -> Tensor:
+    """``(B, n)`` coloured Gaussian noise, sample ``t`` a function of ``(seed, exponent, t)`` only."""
+    if seed.numel() == 0:  # MKL rejects empty FFT batches
+        return torch.zeros(0, n, device=seed.device)
+    white = counter_normal(seed, n + taps - 1)
+    return fft_convolve_valid(white, noise_kernels(exponent, taps))
+
+
+def mix_at_snr(x: Tensor, noise: Tensor, snr_db: Tensor, lengths: Tensor) -> Tensor:
+    """``x + g * noise`` on the valid part, with ``g`` so that the SNR over the valid part is ``snr_db``.
+
+    ``x``, ``noise``: ``(B, T)``; ``snr_db``: ``(B,)``. Silent rows get no noise. Padding unchanged.
+    """
+    vf = valid_mask(lengths, x.shape[-1]).to(x.dtype)
+    noise = noise * vf
+    p_sig = (x * vf).square().sum(-1)
+    p_noise = noise.square().sum(-1)
+    g = torch.sqrt(p_sig / (p_noise.clamp_min(1e-20) * torch.pow(10.0, snr_db / 10.0)))
+    return torch.addcmul(x, g[:, None], noise)
+
+
+# ----------------------------------------------------------------------------- spectrogram
+def vtlp_source_bins(n_freq: int, alpha: Tensor, boundary: float = 0.6) -> Tensor:
+    """Source bin of each output bin for a VTLP frequency warp ``f → alpha f``. ``(B, n_freq)``.
+
+    Jaitly & Hinton (2013): linear ``alpha f`` up to the bend at ``boundary * Nyquist *
+    min(alpha, 1)`` (output side), then a straight line to Nyquist → Nyquist so the band stays
+    full. Output bin ``k`` reads input position ``g^{-1}(k)``.
+    """
+    nyq = float(n_freq - 1)
+    a = alpha.double()[:, None]
+    g0 = boundary * nyq * torch.clamp(a, max=1.0)  # output-side bend
+    f0 = g0 / a  # input-side bend
+    k = torch.arange(n_freq, device=alpha.device, dtype=torch.float64)[None, :]
+    src = torch.where(k <= g0, k / a, f0 + (k - g0) * (nyq - f0) / (nyq - g0))
+    return src.clamp(0, nyq)
+
+
+def time_warp_source(n: int, left: Tensor, centre: Tensor, shift: Tensor, right: Tensor) -> tuple[Tensor, Tensor]:
+    """Piecewise-linear time warp moving ``centre`` to ``centre + shift`` inside ``(left, right)``.
+
+    All ``(B,)`` frame positions with ``left < centre + shift < right``. Returns
+    ``(src (B, n) float64, inside (B, n) bool)``; outside ``(left, right)`` ``src = t`` (unchanged).
+    """
+    t = torch.arange(n, device=centre.device, dtype=torch.float64)[None, :]
+    l, c, r = left.double()[:, None], centre.double()[:, None], right.double()[:, None]
+    d = c + shift.double()[:, None]
+    inside = (t > l) & (t < r)
+    lo = l + (t - l) * (c - l) / torch.where(d > l, d - l, torch.ones_like(d))
+    hi = c + (t - d) * (r - c) / torch.where(r > d, r - d, torch.ones_like(d))
+    src = torch.where(t <= d, lo, hi)
+    return torch.where(inside, src, t.expand_as(src)), inside
+
+
+def db_gain(db: Tensor) -> Tensor:
+    """Amplitude factor of a gain in dB."""
+    return torch.pow(10.0, db / 20.0)
+
+
+def semitones_to_alpha(semitones: Tensor) -> Tensor:
+    return torch.pow(2.0, semitones / 12.0)
+

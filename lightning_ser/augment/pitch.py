@@ -1,0 +1,97 @@
+"""Pitch shift and tempo on the linear power spectrogram ``(B, n_freq, N)``, lengths in frames.
+
+Route chosen: both act on the spectrogram *before* the mel filterbank, not on the waveform.
+
+* Pitch shift = VTLP-style frequency warp (Jaitly & Hinton 2013): output bin ``k`` reads the input
+  at ``k / alpha`` (``alpha = 2**(semitones/12)``) by linear interpolation along frequency, with
+  the VTLP bend near Nyquist so the band stays full. A harmonic at ``f`` moves to ``alpha f`` with
+  its level kept; formants move with it (as in VTLP, which is the point for speaker/pitch
+  invariance). Duration is unchanged. One batched gather per batch.
+* Tempo = time stretch of the *magnitude* spectrogram: frame ``n`` reads frame ``n * rate`` by
+  linear interpolation between neighbouring magnitudes, which is exactly the magnitude path of a
+  phase vocoder (``torchaudio.functional.phase_vocoder`` interpolates magnitudes the same way).
+  Phase is not needed because features are magnitudes; frame lengths become
+  ``floor((N-1)/rate) + 1``.
+
+Why not the waveform route (``torchaudio.functional.pitch_shift`` = phase vocoder + resample per
+example): it costs an STFT/ISTFT pair plus a polyphase resample with a different ratio per
+example, which cannot be batched as one op; the spectral route is one interpolation on a tensor
+the pipeline computes anyway, and its output (log-mel magnitudes) is what the model sees.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from . import functional as AF
+from .base import Augmentation, Params, keep
+from .rng import SampleRNG
+from .wave import RateParams, _check_range
+
+
+@dataclass(frozen=True)
+class PitchParams(Params):
+    alpha: Tensor  # (B,) frequency scale 2**(semitones/12); 1 where not applied
+
+
+@dataclass(frozen=True, kw_only=True)
+class PitchShift(Augmentation):
+    """VTLP pitch shift, semitones uniform in ``[min_semitones, max_semitones]`` (default ±4 ≈ ±1/3
+    octave). ``boundary``: VTLP bend as a fraction of Nyquist (0.6 → 4.8 kHz at 16 kHz)."""
+
+    name = "pitch"
+    stage = "linear"
+    p: float = 0.3
+    min_semitones: float = -4.0
+    max_semitones: float = 4.0
+    boundary: float = 0.6
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_range("pitch", self.min_semitones, self.max_semitones, "min_semitones/max_semitones")
+        if not 0.0 < self.boundary < 1.0:
+            raise ValueError(f"pitch: boundary={self.boundary} must be in (0, 1) (fraction of Nyquist)")
+
+    def sample_params(self, ids, lengths, epoch, rng: SampleRNG) -> PitchParams:
+        apply = self.draw_apply(ids, rng, epoch)
+        semi = rng.range(ids, self.op("semitones"), self.min_semitones, self.max_semitones)
+        alpha = AF.semitones_to_alpha(torch.where(apply, semi, torch.zeros_like(semi)))
+        return PitchParams(apply=apply, alpha=alpha)
+
+    def apply(self, x: Tensor, params: PitchParams, lengths: Tensor):
+        rows = params.apply.nonzero().squeeze(1)  # only augmented rows are computed
+        xs, n_freq = x[rows], x.shape[1]
+        src = AF.vtlp_source_bins(n_freq, params.alpha[rows], self.boundary)
+        y = AF.interp(xs, src, 1, torch.full_like(rows, n_freq - 1))
+        y = torch.where(AF.valid_mask(lengths[rows], x.shape[-1])[:, None, :], y, xs)
+        return x.index_copy(0, rows, y), lengths
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tempo(Augmentation):
+    """Time stretch of the magnitude spectrogram, rate uniform in ``[min_rate, max_rate]``
+    (``rate > 1`` faster, fewer frames). Pitch unchanged. Frame lengths updated."""
+
+    name = "tempo"
+    stage = "linear"
+    p: float = 0.5
+    min_rate: float = 0.9
+    max_rate: float = 1.1
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_range("tempo", self.min_rate, self.max_rate, "min_rate/max_rate", positive=True)
+
+    def sample_params(self, ids, lengths, epoch, rng: SampleRNG) -> RateParams:
+        apply = self.draw_apply(ids, rng, epoch)
+        rate = rng.range(ids, self.op("rate"), self.min_rate, self.max_rate)
+        return RateParams(apply=apply, rate=torch.where(apply, rate, torch.ones_like(rate)))
+
+    def output_lengths(self, params: RateParams, lengths):
+        return torch.where(params.apply, AF.stretched_length(lengths, params.rate), lengths)
+
+    def apply(self, x: Tensor, params: RateParams, lengths: Tensor):
+        mag, new = AF.resample_time(x.clamp_min(0).sqrt(), params.rate, lengths, min_width=x.shape[-1])
+        return keep(params, mag.square(), AF.fit_width(x, mag.shape[-1])), torch.where(params.apply, new, lengths)

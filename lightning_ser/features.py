@@ -1,0 +1,131 @@
+"""Batched log-mel features: STFT → power → mel → dB → normalisation, padding-aware.
+
+Every stage works on a padded batch and gives each example exactly what it would get alone
+(unpadded): the STFT is centred with zero padding (``pad_mode="constant"``), so frame ``n < N_b``
+of a zero-padded row equals frame ``n`` of the row alone; ``top_db`` and the normalisation
+statistics use only each example's valid frames; padded frames are set to 0 after every stage.
+
+Stages are exposed separately because pitch shift and tempo act on the linear power spectrogram
+(:mod:`lightning_ser.augment.pitch`) and the time warp on log-mel before normalisation.
+
+Devices: CPU and CUDA (anything ``torch.stft`` supports). Shapes: waveform ``(B, T)`` float32,
+``lengths (B,)`` in samples, power ``(B, n_fft // 2 + 1, N)``, features ``(B, F, N)`` with
+``F = n_mels``, ``frame_lengths (B,)`` in frames.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torchaudio.functional import melscale_fbanks
+
+NORMALIZE_MODES = ("utterance", "global", "none")
+
+
+def valid_frames(frame_lengths: Tensor, n: int) -> Tensor:
+    """``(B, n)`` bool: True where frame index < frame_lengths."""
+    return torch.arange(n, device=frame_lengths.device)[None, :] < frame_lengths[:, None]
+
+
+class LogMel(nn.Module):
+    """Padding-aware batched log-mel.
+
+    Args:
+        sample_rate, n_fft, win_length, hop_length: STFT setup (Hann window of ``win_length``,
+            zero-padded to ``n_fft``, centred).
+        n_mels, f_min, f_max: HTK mel filterbank (``f_max=None`` → Nyquist).
+        top_db: floor at (each example's max over its valid frames) − ``top_db``; None disables.
+        normalize: ``"utterance"`` (per example, per mel bin mean/std over valid frames),
+            ``"global"`` (buffers set by :meth:`set_global_stats`) or ``"none"``.
+        amin: power floor before the log.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        n_fft: int = 512,
+        win_length: int = 400,
+        hop_length: int = 160,
+        n_mels: int = 64,
+        f_min: float = 20.0,
+        f_max: float | None = None,
+        top_db: float | None = 80.0,
+        normalize: str = "utterance",
+        amin: float = 1e-10,
+        eps: float = 1e-5,
+    ):
+        super().__init__()
+        if normalize not in NORMALIZE_MODES:
+            raise ValueError(f"LogMel: normalize={normalize!r} is not one of {NORMALIZE_MODES}")
+        if win_length > n_fft:
+            raise ValueError(f"LogMel: win_length={win_length} exceeds n_fft={n_fft}")
+        f_max = float(sample_rate) / 2 if f_max is None else float(f_max)
+        if not 0 <= f_min < f_max <= sample_rate / 2:
+            raise ValueError(f"LogMel: need 0 <= f_min < f_max <= sample_rate/2, got f_min={f_min}, f_max={f_max}")
+        self.sample_rate, self.n_fft, self.win_length, self.hop_length = sample_rate, n_fft, win_length, hop_length
+        self.n_mels, self.f_min, self.f_max, self.top_db = n_mels, f_min, f_max, top_db
+        self.normalize_mode, self.amin, self.eps = normalize, amin, eps
+        self.register_buffer("window", torch.hann_window(win_length), persistent=False)
+        fb = melscale_fbanks(n_fft // 2 + 1, f_min, f_max, n_mels, sample_rate)  # (n_freq, n_mels)
+        self.register_buffer("fbanks", fb, persistent=False)
+        self.register_buffer("global_mean", torch.zeros(n_mels))
+        self.register_buffer("global_std", torch.ones(n_mels))
+        self.register_buffer("global_ready", torch.tensor(False))
+
+    @property
+    def n_freq(self) -> int:
+        return self.n_fft // 2 + 1
+
+    def frame_lengths(self, lengths: Tensor) -> Tensor:
+        """Valid frames per example: ``lengths // hop + 1`` (exact for centred STFT). ``(B,)`` int64."""
+        return lengths.long() // self.hop_length + 1
+
+    def set_global_stats(self, mean: Tensor, std: Tensor) -> None:
+        """Set per-mel-bin statistics ``(F,)`` for ``normalize="global"``."""
+        mean, std = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
+        if mean.shape != (self.n_mels,) or std.shape != (self.n_mels,):
+            raise ValueError(f"LogMel.set_global_stats: expected mean/std of shape ({self.n_mels},), "
+                             f"got {tuple(mean.shape)} and {tuple(std.shape)}")
+        if (std <= 0).any():
+            raise ValueError("LogMel.set_global_stats: std must be positive in every bin")
+        self.global_mean.copy_(mean)
+        self.global_std.copy_(std)
+        self.global_ready.fill_(True)
+
+    # ------------------------------------------------------------------ stages
+    def power_spectrogram(self, wave: Tensor) -> Tensor:
+        """``(B, T)`` waveform → ``(B, n_fft//2+1, T//hop+1)`` power spectrogram (float32)."""
+        if wave.dim() != 2:
+            raise ValueError(f"LogMel: expected a (B, T) waveform, got shape {tuple(wave.shape)}")
+        spec = torch.stft(wave.float(), self.n_fft, self.hop_length, self.win_length, self.window,
+                          center=True, pad_mode="constant", return_complex=True)
+        ri = torch.view_as_real(spec)
+        return torch.addcmul(ri[..., 0].square(), ri[..., 1], ri[..., 1])  # re² + im², fast on CPU
+
+    def mel_db(self, power: Tensor, frame_lengths: Tensor) -> Tensor:
+        """``(B, n_freq, N)`` power → ``(B, F, N)`` dB with per-example ``top_db``; padding 0."""
+        db = torch.matmul(self.fbanks.T, power).clamp_min_(self.amin).log10_().mul_(10.0)
+        valid = valid_frames(frame_lengths, db.shape[-1])[:, None, :]
+        if self.top_db is not None:
+            peak = torch.where(valid, db, float("-inf")).amax(dim=(1, 2), keepdim=True)
+            db = torch.maximum(db, peak - self.top_db)
+        return db.mul_(valid)
+
+    def normalize(self, x: Tensor, frame_lengths: Tensor) -> Tensor:
+        """Normalise ``(B, F, N)`` ignoring padded frames; padded frames are 0 on return."""
+        valid = valid_frames(frame_lengths, x.shape[-1])[:, None, :].to(x.dtype)
+        if self.normalize_mode == "utterance":
+            n = frame_lengths.clamp_min(1).to(x.dtype)[:, None, None]
+            mean = (x * valid).sum(-1, keepdim=True) / n
+            centred = (x - mean).mul_(valid)
+            std = (centred.square().sum(-1, keepdim=True) / n).sqrt_().clamp_min_(self.eps)
+            return centred.div_(std)
+        if self.normalize_mode == "global":
+            if not bool(self.global_ready):
+                raise RuntimeError("LogMel: normalize='global' needs set_global_stats(mean, std) first")
+            x = (x - self.global_mean[None, :, None]) / self.global_std[None, :, None]
+        return x * valid
+
+    def forward(self, wave: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """``(B, T)``, ``(B,)`` samples → features ``(B, F, N)``, frame_lengths ``(B,)``."""
+        frames = self.frame_lengths(lengths)
+        return self.normalize(self.mel_db(self.power_spectrogram(wave), frames), frames), frames
