@@ -85,6 +85,9 @@ def run_lightning(args: Sequence[str], *, run: bool = True):
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    from lightning_ser.malloc import tune_malloc
+
+    tune_malloc()
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv else "--help"
     if command in LIGHTNING_COMMANDS:

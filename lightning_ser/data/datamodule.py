@@ -66,6 +66,8 @@ class SERDataModule(L.LightningDataModule):
             original plus a copy at that variant, no augmentation.
         features: :class:`~lightning_ser.augment.pipeline.FeaturePipeline` feature options.
         augment: augmentation policy name (``ser``, ``specaugment_lb``, ``none``) or op list.
+        backend: ``torch`` (default) or ``dali`` (NVIDIA DALI, ``pip install -e ".[dali]"``): the
+            same features and augmentation from the same per-sample parameters.
         seed: seed of every per-sample random draw.
         strict: stop at the first unreadable file instead of skipping and reporting it.
         predict_files: files or folders for ``predict``.
@@ -100,6 +102,7 @@ class SERDataModule(L.LightningDataModule):
         train_condition: str | None = None,
         features: dict[str, Any] | None = None,
         augment: str | list[dict] = "ser",
+        backend: str = "torch",
         seed: int = 0,
         strict: bool = False,
         store_workers: int | None = None,
@@ -114,6 +117,8 @@ class SERDataModule(L.LightningDataModule):
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self.roots = [Path(r).expanduser() if r else self._default_root(c) for c, r in zip(self.corpora, roots)]
         self.label_space = LabelSpace(classes=classes, merge=dict(merge or {}), grouping=grouping)
+        if backend not in ("torch", "dali"):
+            raise ValueError(f"backend must be 'torch' or 'dali', got {backend!r}")
         if duplicates not in ("keep", "first"):
             raise ValueError(f"duplicates must be 'keep' or 'first', got {duplicates!r}")
         self.eval_batch_size = eval_batch_size or batch_size
@@ -125,6 +130,7 @@ class SERDataModule(L.LightningDataModule):
         self.store = None
         self.split: Split | None = None
         self.pipeline = None
+        self._dali = None
 
     # ------------------------------------------------------------------ corpus → utterances
     def _default_root(self, corpus: str) -> Path:
@@ -387,15 +393,26 @@ class SERDataModule(L.LightningDataModule):
         device = batch["audio"].device
         if next(iter(self.pipeline.buffers()), torch.empty(0, device=device)).device != device:
             self.pipeline.to(device)
+            self._dali = None
         wave = batch["audio"].float() / 32768.0
         aug = batch.get("augment")
         if train and aug is not None and not bool(aug.all()):
             feats, frame_lengths = self._featurize_mixed(wave, batch, aug, epoch)
         else:
-            feats, frame_lengths = self.pipeline(wave, batch["lengths"], batch["ids"], epoch, train)
+            feats, frame_lengths = self._featurizer(device)(wave, batch["lengths"], batch["ids"], epoch, train)
         out = dict(batch)
         out["features"], out["frame_lengths"] = feats, frame_lengths
         return out
+
+    def _featurizer(self, device: torch.device):
+        """The backend's ``(wave, lengths, ids, epoch, train) -> (features, frame_lengths)``."""
+        if self.hparams.backend == "torch":
+            return self.pipeline
+        if self._dali is None:
+            from lightning_ser.dali import make_dali_featurizer
+
+            self._dali = make_dali_featurizer(self.pipeline, device)
+        return self._dali
 
     def _featurize_mixed(self, wave, batch, aug, epoch):
         """Augment only the items with ``augment`` set (training-condition presets)."""
@@ -403,7 +420,7 @@ class SERDataModule(L.LightningDataModule):
         for flag in (True, False):
             idx = torch.nonzero(aug == flag).flatten()
             if len(idx):
-                f, n = self.pipeline(wave[idx], batch["lengths"][idx], batch["ids"][idx], epoch, flag)
+                f, n = self._featurizer(wave.device)(wave[idx], batch["lengths"][idx], batch["ids"][idx], epoch, flag)
                 parts.append((idx, f, n))
         width = max(f.shape[-1] for _, f, _ in parts)
         feats = wave.new_zeros(wave.shape[0], parts[0][1].shape[1], width)
