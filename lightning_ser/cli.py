@@ -88,6 +88,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     from lightning_ser.malloc import tune_malloc
 
     tune_malloc()
+    # Before torch loads OpenMP: idle threads sleep instead of spinning, which otherwise stalls
+    # training on shared or oversubscribed cores (DataLoader workers + intra-op threads).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv else "--help"
     if command in LIGHTNING_COMMANDS:

@@ -4,7 +4,7 @@ import torch
 import torchaudio.functional as AF
 
 from lightning_ser.models import Conv1dMFCC, HandcraftedConv1d, MultitaskAttentionCNN
-from lightning_ser.models.attention_cnn import MaskedBatchNorm
+from lightning_ser.models.attention_cnn import MaskedBatchNorm, banded_conv2d
 from lightning_ser.models.baselines import masked_deltas
 
 N_MELS, C = 32, 5
@@ -25,12 +25,17 @@ def _padded_batch(lengths, seed=0):
 
 
 def _warm_stats(net):
-    """Give batch norms non-trivial running statistics, so eval mode is not an identity."""
+    """Give batch norms running statistics of the data, so eval mode is a real normalisation (not
+    an identity) and outputs stay sensitive to the input: cumulative averages (momentum None) of
+    a few batches from the same distribution as the test batches."""
+    for m in net.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.momentum = None
     net.train()
     with torch.no_grad():
         x, lengths = _padded_batch([90, 45, 70], seed=1)
         for _ in range(3):
-            net(x * 2 + 1, lengths)
+            net(x, lengths)
     return net.eval()
 
 
@@ -89,6 +94,67 @@ def test_masked_batchnorm_uses_valid_frames_only():
     torch.testing.assert_close(torch.cat([y[0], y[1, :, :4]], dim=1)[None], y_ref, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(bn.running_mean, ref.running_mean)
     torch.testing.assert_close(bn.running_var, ref.running_var)
+
+
+def test_masked_batchnorm_float_mask_on_2d_maps():
+    """The (B, 1, 1, N) float mask the CNN passes gives BatchNorm2d statistics of the valid frames."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 4, 9).contiguous(memory_format=torch.channels_last)
+    x[0, :, :, 5:] = -50.0
+    m = (torch.arange(9) < torch.tensor([5, 9])[:, None]).float()[:, None, None, :]
+    bn, ref = MaskedBatchNorm(3, momentum=0.5), torch.nn.BatchNorm2d(3, momentum=0.5)
+    y = bn(x, m)
+    y_ref = ref(torch.cat([x[0, :, :, :5], x[1]], dim=-1)[None])
+    torch.testing.assert_close(torch.cat([y[0, :, :, :5], y[1]], dim=-1)[None], y_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(bn.running_var, ref.running_var)
+
+
+def test_training_all_valid_batch_matches_padded_batch():
+    """Training mode: the all-valid fast path (no masks, native batch norm) and the masked path
+    give the same outputs and the same running statistics for the same valid frames."""
+    torch.manual_seed(0)
+    fast = BUILDERS["cnn"](dropout=0.0).train()
+    masked = BUILDERS["cnn"](dropout=0.0).train()
+    masked.load_state_dict(fast.state_dict())
+    x, _ = _padded_batch([47, 47, 47])
+    x = x[..., :47]
+    lengths = torch.full((3,), 47)
+    garbage = torch.randn(3, N_MELS, 6) * 10  # 53 frames: different parity, garbage beyond 47
+    out_fast = fast(x, lengths)
+    out_masked = masked(torch.cat([x, garbage], dim=-1), lengths)
+    for head in out_fast:
+        torch.testing.assert_close(out_masked[head], out_fast[head], atol=1e-5, rtol=1e-5)
+    for (name, a), b in zip(fast.named_buffers(), masked.buffers()):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5, msg=name)
+
+
+def test_channel_dropout_keeps_padding_out_of_the_gradient():
+    torch.manual_seed(0)
+    net = BUILDERS["cnn"](dropout=0.5).train()
+    x, lengths = _padded_batch([70, 29])
+    x.requires_grad_(True)
+    maps = []
+    net.blocks[0].register_forward_hook(lambda mod, args, y: maps.append(y.detach()))
+    out = net(x, lengths)
+    out["emotion"].sum().backward()
+    assert torch.all(x.grad[1, :, 29:] == 0) and torch.all(x.grad[0, :, 70:] == 0)
+    assert x.grad[1, :, :29].abs().sum() > 0
+    dropped = (maps[0] == 0).flatten(2).all(-1)  # (B, C): whole channel maps zeroed
+    assert dropped.any() and not dropped.all()
+
+
+def test_banded_conv2d_matches_conv2d():
+    torch.manual_seed(0)
+    x = torch.randn(3, 2, 11, 20, requires_grad=True)
+    conv = torch.nn.Conv2d(2, 1, 7, padding=3)
+    y = banded_conv2d(x, conv.weight, conv.bias)
+    y_ref = conv(x)
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
+    g = torch.randn_like(y)
+    grads = torch.autograd.grad(y, [x, conv.weight, conv.bias], g)
+    grads_ref = torch.autograd.grad(y_ref, [x, conv.weight, conv.bias], g)
+    for a, b in zip(grads, grads_ref):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
 def test_masked_deltas_match_torchaudio_on_valid_frames():

@@ -8,11 +8,18 @@ Padding invariance (eval mode): an utterance alone gives the same outputs as the
 zero-padded inside a batch. The rules that guarantee it:
 
 - the input is zeroed beyond each example's length, and every block re-masks its output;
-- pooling halves lengths with ``floor`` (the same as pooling the unpadded tensor), so pooled
-  frames never mix valid and padded frames;
+- every block halves F and N with ``floor`` (a stride-2 conv padded on the leading side only, or
+  a 3×3 conv then a 2×2 max-pool), so output frames below ``length // 2`` read valid frames only,
+  exactly as for the unpadded tensor;
 - statistics (squeeze-excitation, attentive pooling, masked batch norm) use valid frames only;
-- utterances shorter than ``2 ** num_pools`` frames are right-padded with zeros up to that length
-  and the padding counts as valid, identically alone and in a batch.
+  maxima are taken over non-negative maps whose padding is 0, which equals the valid-frame max;
+- utterances shorter than ``2 ** num_blocks`` frames are right-padded with zeros up to that
+  length and the padding counts as valid, identically alone and in a batch.
+
+Speed (a training step is dominated by elementwise passes over the largest maps on CPU): masks
+are ``(B, 1, 1, N)`` float multipliers built once per resolution, and skipped when every frame is
+valid; the first block never builds a full-resolution map; everything after a convolution runs
+at the pooled resolution; no per-element random draws; see :class:`ConvBlock`.
 
 The helpers here (``frame_mask``, ``MaskedBatchNorm``, ``masked_softmax``, ``masked_mean_std``)
 are shared with :mod:`lightning_ser.models.baselines`.
@@ -57,11 +64,16 @@ def masked_mean_std(x: Tensor, weights: Tensor, eps: float = 1e-5) -> tuple[Tens
 class MaskedBatchNorm(nn.BatchNorm1d):
     """Batch norm whose training statistics use valid frames only.
 
-    ``forward(x, mask)``: ``x: (B, C, ...)`` with time last, ``mask: (B, N)`` bool or None. In
-    eval mode (or with ``mask=None``) it is a plain batch norm, so it is exact for padding
-    invariance; in training, padded frames neither shift the batch mean/variance nor the running
-    statistics. Works for 1-D ``(B, C, N)`` and 2-D ``(B, C, F, N)`` maps (``nn.BatchNorm1d``'s
-    parameters are per-channel either way).
+    ``forward(x, mask)``: ``x: (B, C, ...)`` with time last; ``mask`` is ``(B, N)`` bool, a float
+    0/1 mask broadcastable to ``x`` as ``(B, 1, ..., 1, N)``, or None. In eval mode (or with
+    ``mask=None``) it is a plain batch norm, so it is exact for padding invariance; in training,
+    padded frames neither shift the batch mean/variance nor the running statistics. Works for
+    1-D ``(B, C, N)`` and 2-D ``(B, C, F, N)`` maps (per-channel parameters either way). Padded
+    positions of the output are not zeroed: callers mask.
+
+    The masked statistics are one pass: per-channel sums of ``x·m`` and ``(x·m)²`` over valid
+    positions, then ``var = E[x²] − mean²`` in float32 (also under autocast), and the output is one
+    fused per-channel affine ``x·a + b``.
     """
 
     def _check_input_dim(self, x: Tensor) -> None:
@@ -70,79 +82,136 @@ class MaskedBatchNorm(nn.BatchNorm1d):
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:  # type: ignore[override]
         if not self.training or mask is None or not self.track_running_stats:
-            if x.dim() > 3:  # BatchNorm1d only takes (B, C) / (B, C, N): flatten the middle axes.
-                return super().forward(x.flatten(2)).view_as(x)
-            return super().forward(x)
-        x32 = x.float()  # statistics in float32, also under autocast
-        m = mask.view(mask.shape[0], *([1] * (x.dim() - 2)), mask.shape[1]).to(x32.dtype)
-        reduce = [0] + list(range(2, x.dim()))
-        count = (mask.sum() * x[0, 0, ..., 0].numel()).to(x32.dtype).clamp_min(2.0)
-        shape = [1, -1] + [1] * (x.dim() - 2)
-        mean = (x32 * m).sum(reduce) / count
-        var = ((x32 - mean.view(shape)).square() * m).sum(reduce) / count
+            return super().forward(x)  # F.batch_norm takes any (B, C, ...) shape
+        x32 = x.float()  # no copy for float32 input
+        if mask.dtype == torch.bool:
+            mask = mask.view(mask.shape[0], *([1] * (x.dim() - 2)), mask.shape[-1])
+        m = mask.to(x32.dtype)
+        reduce = [0, *range(2, x.dim())]
+        # Valid positions: valid frames × the broadcast (non-time) axes of x.
+        count = (m.sum() * (x[0, 0].numel() // m[0, 0].numel())).clamp_min(2.0)
+        xm = x32 * m
+        mean = xm.sum(reduce) / count
+        var = (xm.square().sum(reduce) / count - mean.square()).clamp_min(0.0)
         with torch.no_grad():
             self.num_batches_tracked.add_(1)
             momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
             self.running_mean.lerp_(mean.to(self.running_mean.dtype), momentum)
-            unbiased = var * count / (count - 1)
-            self.running_var.lerp_(unbiased.to(self.running_var.dtype), momentum)
-        y = (x32 - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+            self.running_var.lerp_((var * count / (count - 1)).to(self.running_var.dtype), momentum)
+        scale = torch.rsqrt(var + self.eps)
         if self.affine:
-            y = y * self.weight.view(shape) + self.bias.view(shape)
-        return y.to(x.dtype)
+            scale = scale * self.weight
+        shift = -mean * scale
+        if self.affine:
+            shift = shift + self.bias
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        return torch.addcmul(shift.view(shape), x32, scale.view(shape)).to(x.dtype)
 
 
-def _norm(bn: nn.Module, x: Tensor, mask: Tensor) -> Tensor:
+def _norm(bn: nn.Module, x: Tensor, mask: Tensor | None) -> Tensor:
     # After SyncBatchNorm conversion the layer no longer takes a mask.
     return bn(x, mask) if isinstance(bn, MaskedBatchNorm) else bn(x)
+
+
+def banded_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """``F.conv2d(x, weight, bias, padding=k // 2)`` for a single output channel, as a conv1d.
+
+    ``x: (B, C, F, N)``, ``weight: (1, C, k, k)`` (odd ``k``) → ``(B, 1, F, N)``. Frequency is
+    folded into channels: output bin ``f`` reads input bin ``g`` through the time kernel
+    ``weight[0, :, g − f + k//2]`` when ``|g − f| ≤ k//2`` (zero otherwise, the conv's zero
+    padding). Same values and gradients; on CPU a 1-output-channel 2-D conv is a slow path in
+    oneDNN (≈8× slower than this at block-1 sizes).
+    """
+    B, C, F_, N = x.shape
+    k = weight.shape[-1]
+    d = torch.arange(F_, device=x.device)
+    d = d[None, :] - d[:, None] + k // 2  # (F_out, F_in) kernel row
+    band = weight[0][:, d.clamp(0, k - 1), :] * ((d >= 0) & (d < k))[None, :, :, None].to(weight.dtype)
+    band = band.transpose(0, 1).reshape(F_, C * F_, k)  # (F_out, C·F_in, k)
+    b = None if bias is None else bias.expand(F_)
+    return F.conv1d(x.reshape(B, C * F_, N), band, b, padding=k // 2).view(B, 1, F_, N)
 
 
 class ChannelTimeAttention(nn.Module):
     """CBAM-style attention on ``(B, C, F, N)`` maps: channel gate, then time–frequency gate.
 
-    Channel gate: squeeze-excitation of the masked average and masked max over (F, valid N).
-    Time gate: a 7×7 conv over the channel mean/max maps, sigmoid. Padded frames stay zero.
+    Channel gate: squeeze-excitation of the masked average and the max over (F, valid N). Time
+    gate: a 7×7 conv over the channel mean/max maps, sigmoid. Padded frames stay zero.
+
+    ``forward(x, m, keep=None)``: ``x`` non-negative (post-ReLU) and zero beyond each length,
+    ``m: (B, 1, 1, N)`` float 0/1 mask or None (every frame valid), ``keep: (B, C)`` optional
+    channel-dropout multipliers folded into the channel gate → same shape as ``x``. Because
+    ``x ≥ 0`` and padding is 0, the plain max equals the max over valid frames (no fill needed).
+    Means are sums times a constant, so their backward broadcasts instead of dividing a full map.
     """
 
     def __init__(self, channels: int, reduction: int = 8, kernel: int = 7) -> None:
         super().__init__()
         hidden = max(channels // reduction, 4)
         self.mlp = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels))
-        self.spatial = nn.Conv2d(2, 1, kernel, padding=kernel // 2)
+        self.spatial = nn.Conv2d(2, 1, kernel, padding=kernel // 2)  # applied via banded_conv2d
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        """``x: (B, C, F, N)`` zero beyond each length, ``mask: (B, N)`` → same shape."""
-        m = mask[:, None, None, :]
-        count = mask.sum(-1).clamp_min(1).to(x.dtype) * x.shape[2]
-        avg = x.sum((2, 3)) / count[:, None]
-        mx = x.masked_fill(~m, torch.finfo(x.dtype).min).amax((2, 3))
-        x = x * torch.sigmoid(self.mlp(avg) + self.mlp(mx))[:, :, None, None]
-        pooled = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1)
-        return x * torch.sigmoid(self.spatial(pooled)) * m
+    def forward(self, x: Tensor, m: Tensor | None, keep: Tensor | None = None) -> Tensor:
+        B, C, F_, N = x.shape
+        frames = N if m is None else m.sum((2, 3))  # () or (B, 1) valid frames
+        avg = x.sum((2, 3)) / (frames * F_)
+        mx = F.adaptive_max_pool2d(x, 1).view(B, C)  # index-based backward
+        gate = torch.sigmoid(self.mlp(torch.cat([avg, mx])).view(2, B, C).sum(0))
+        if keep is not None:
+            gate = gate * keep
+        x = x * gate[:, :, None, None]
+        pooled = torch.stack([x.sum(1) * (1.0 / C), x.max(1).values], 1)  # (B, 2, F, N)
+        gate_t = torch.sigmoid(banded_conv2d(pooled, self.spatial.weight, self.spatial.bias))
+        return x * (gate_t if m is None else gate_t * m)
 
 
 class ConvBlock(nn.Module):
-    """Mask → Conv2d 3×3 → masked BN → ReLU → re-mask → [attention] → 2×2 max-pool → dropout.
+    """Downsample ×2 → masked BN → ReLU → mask → [attention] with channel dropout.
 
-    ``forward(x (B, C_in, F, N), lengths (B,)) -> (y (B, C_out, F//2, N//2), lengths // 2)``.
+    Downsampling is either a 3×3 conv followed by a 2×2 max-pool (``stride=False``), or a single
+    3×3 stride-2 conv (``stride=True``, the first block: the full-resolution ``C_out × F × N`` map
+    is never built, which is most of a CPU step otherwise). Normalisation, activation, masking
+    and attention all run at the halved resolution. ReLU and a positive-scale affine commute with
+    max, so the pooled variant is the usual conv-BN-ReLU-pool block up to where the BN statistics
+    are taken.
+
+    Dropout drops whole channels (as ``nn.Dropout2d``): neighbouring time–frequency cells are
+    strongly correlated, so element dropout regularises conv maps little, and on CPU it costs a
+    random draw per element. The ``(B, C)`` keep multipliers are folded into the channel gate
+    (both are per-channel scalings, so this equals dropping channels of the attention output).
+
+    ``forward(x (B, C_in, F, N), m) -> (B, C_out, F//2, N//2)``: ``x`` zero beyond each length;
+    ``m: (B, 1, 1, N//2)`` float 0/1 mask at the *output* resolution (floor-halved lengths), or
+    None when every frame is valid. The output is zero beyond each (halved) length.
     """
 
-    def __init__(self, c_in: int, c_out: int, dropout: float, attention: bool) -> None:
+    def __init__(self, c_in: int, c_out: int, dropout: float, attention: bool, stride: bool = False) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        self.stride = stride
+        self.conv = nn.Conv2d(c_in, c_out, 3, stride=2 if stride else 1, padding=0 if stride else 1, bias=False)
         self.bn = MaskedBatchNorm(c_out)
         self.attn = ChannelTimeAttention(c_out) if attention else None
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        m = frame_mask(lengths, x.shape[-1])
-        mask = m[:, None, None, :]
-        x = F.relu(_norm(self.bn, self.conv(x * mask), m)) * mask
+    def forward(self, x: Tensor, m: Tensor | None) -> Tensor:
+        if self.stride:
+            # Pad one row/frame before, none after: output j reads inputs 2j−1..2j+1, and there
+            # are exactly F//2 × N//2 outputs (floor, like pooling), so j < length // 2 only reads
+            # valid frames.
+            x = self.conv(F.pad(x, (1, 0, 1, 0)))
+        else:
+            # Floor pooling: pooled frames below length // 2 only see valid input frames.
+            x = F.max_pool2d(self.conv(x), 2)
+        x = F.relu(_norm(self.bn, x, m), inplace=True)  # the norm's backward does not need its output
+        if m is not None:
+            m = m.to(x.dtype)
+            x = x * m  # the frame just past an odd length mixed in padding: zero it
+        keep = None
+        if self.training and self.drop.p > 0:
+            keep = self.drop(x.new_ones(x.shape[:2]))  # (B, C): 0 or 1 / (1 − p)
         if self.attn is not None:
-            x = self.attn(x, m)
-        # Floor pooling: pooled frames below lengths // 2 only mix valid frames. The frame just
-        # past an odd length mixes in padding; the next block (or the pooling stage) masks it.
-        return self.drop(F.max_pool2d(x, 2)), torch.div(lengths, 2, rounding_mode="floor")
+            return self.attn(x, m, keep)
+        return x if keep is None else x * keep[:, :, None, None]
 
 
 class AttentiveStatsPool(nn.Module):
@@ -156,8 +225,10 @@ class AttentiveStatsPool(nn.Module):
         super().__init__()
         self.score = nn.Sequential(nn.Conv1d(dim, hidden, 1), nn.Tanh(), nn.Conv1d(hidden, 1, 1))
 
-    def forward(self, h: Tensor, mask: Tensor) -> Tensor:
-        w = masked_softmax(self.score(h), mask[:, None, :])
+    def forward(self, h: Tensor, mask: Tensor | None) -> Tensor:
+        """``mask: (B, N)`` bool, or None when every frame is valid."""
+        scores = self.score(h)
+        w = torch.softmax(scores, -1) if mask is None else masked_softmax(scores, mask[:, None, :])
         mean, std = masked_mean_std(h, w)
         return torch.cat([mean, std], dim=1)
 
@@ -180,21 +251,30 @@ class MultitaskAttentionCNN(nn.Module):
     Args:
         n_mels: mel bins ``F`` of the input.
         num_classes: emotion classes ``C``.
-        channels: output channels per conv block; each block halves F and N (floor).
-        dropout: dropout after each block and before the heads.
+        channels: output channels per conv block; each block halves F and N (floor). The default
+            ``(16, 32, 64, 128)`` doubles the width as the maps shrink 4×, so every block costs
+            about the same (≈0.7 GMAC per batch of 32 × 3 s) and the embedding still reads
+            128 × F/16 features per frame; ``(32, 64, 128, 128)`` is the wider variant (≈3× the
+            conv compute and ≈2.5× the step time on CPU).
+        dropout: channel dropout in each block (whole feature maps) and dropout before the heads.
         attention: add the channel + time attention stage in every block.
         heads: which of ``("emotion", "gender", "vad")`` to build; emotion is required.
         embed_dim: size of the shared embedding the heads read.
 
     ``forward(features (B, F, N), frame_lengths (B,)) -> {"emotion": (B, C), "gender": (B, 2),
     "vad": (B, 3)}`` (only the configured heads). Eval-mode outputs are padding invariant.
+
+    Speed: masks are built once per resolution as float ``(B, 1, 1, N)`` multipliers; when every
+    frame of the batch is valid (fixed-length training crops) they are skipped altogether and the
+    batch norms run the native fused kernel, which is exact because the mask would be all ones.
+    Conv weights are kept channels-last, which oneDNN/cuDNN run faster.
     """
 
     def __init__(
         self,
         n_mels: int = 64,
         num_classes: int = 6,
-        channels: Sequence[int] = (32, 64, 128, 128),
+        channels: Sequence[int] = (16, 32, 64, 128),
         dropout: float = 0.2,
         attention: bool = True,
         heads: Sequence[str] = HEADS,
@@ -206,10 +286,10 @@ class MultitaskAttentionCNN(nn.Module):
         self.n_mels, self.num_classes = n_mels, num_classes
         self.min_frames = 2 ** len(channels)
         c_prev, blocks = 1, []
-        for c in channels:
-            blocks.append(ConvBlock(c_prev, c, dropout, attention))
+        for i, c in enumerate(channels):
+            blocks.append(ConvBlock(c_prev, c, dropout, attention, stride=i == 0))
             c_prev = c
-        self.blocks = nn.ModuleList(blocks)
+        self.blocks = nn.ModuleList(blocks).to(memory_format=torch.channels_last)
         dim = c_prev * (n_mels // self.min_frames)
         self.pool = AttentiveStatsPool(dim)
         self.embed = nn.Sequential(nn.Linear(2 * dim, embed_dim), nn.ReLU(inplace=True), nn.Dropout(dropout))
@@ -220,15 +300,19 @@ class MultitaskAttentionCNN(nn.Module):
         if features.dim() != 3 or features.shape[1] != self.n_mels:
             raise ValueError(f"MultitaskAttentionCNN: expected features (B, {self.n_mels}, N), got {tuple(features.shape)}")
         lengths = frame_lengths.to(features.device).long()
-        x = features * frame_mask(lengths, features.shape[-1])[:, None, :]
+        n = features.shape[-1]
+        full = bool((lengths >= n).all())  # one host sync; all-valid batches skip every mask
+        x = features if full else features * frame_mask(lengths, n)[:, None, :].to(features.dtype)
         # Too-short utterances: zero frames up to min_frames count as valid, alone or batched.
         lengths = lengths.clamp(min=self.min_frames)
-        x = F.pad(x, (0, max(0, self.min_frames - x.shape[-1])))[:, None]  # (B, 1, F, N)
+        x = F.pad(x, (0, max(0, self.min_frames - n)))[:, None]  # (B, 1, F, N)
+        n = x.shape[-1]
         for block in self.blocks:
-            x, lengths = block(x, lengths)
-        h = x.flatten(1, 2)  # (B, C·F', N')
-        mask = frame_mask(lengths, h.shape[-1])
-        return self.embed(self.pool(h * mask[:, None, :], mask))
+            lengths, n = torch.div(lengths, 2, rounding_mode="floor"), n // 2
+            m = None if full else frame_mask(lengths, n)[:, None, None, :].to(x.dtype)
+            x = block(x, m)
+        h = x.reshape(x.shape[0], -1, n)  # (B, C·F', N'), zero beyond each length
+        return self.embed(self.pool(h, None if full else frame_mask(lengths, n)))
 
     def forward(self, features: Tensor, frame_lengths: Tensor) -> dict[str, Tensor]:
         z = self.embed_utterances(features, frame_lengths)
