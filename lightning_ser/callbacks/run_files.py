@@ -7,7 +7,11 @@ from lightning.pytorch.cli import SaveConfigCallback
 
 
 def run_dir(trainer) -> Path:
-    """The folder of this run (where checkpoints, media and the config go)."""
+    """The folder of this run (where checkpoints, media and the config go).
+
+    Reads the logger's own paths: ``trainer.log_dir`` is a collective (broadcast) under DDP and
+    would deadlock when called from rank 0 only.
+    """
     from lightning.pytorch.loggers import WandbLogger
 
     lg = trainer.logger
@@ -15,7 +19,7 @@ def run_dir(trainer) -> Path:
         return Path(trainer.default_root_dir)
     if isinstance(lg, WandbLogger):
         return Path(lg.save_dir or trainer.default_root_dir) / str(lg.name) / str(lg.version)
-    return Path(trainer.log_dir or trainer.default_root_dir)
+    return Path(getattr(lg, "log_dir", None) or lg.save_dir or trainer.default_root_dir)
 
 
 class SaveRunConfig(SaveConfigCallback):
