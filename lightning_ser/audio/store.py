@@ -178,6 +178,14 @@ class AudioStore:
             self._mm[name] = mm
         return mm
 
+    def samples(self, variant: str | int = ORIGINAL) -> np.ndarray:
+        """All samples of a variant as one read-only int16 ``(total,)`` array (a plain ndarray view
+        of the memmap): rows are ``[offsets[i], offsets[i + 1])``. For batched readers, where
+        slicing a plain array is ~20× cheaper per call than :meth:`read`."""
+        if isinstance(variant, (int, np.integer)):
+            variant = self.variants[variant]
+        return self._memmap(variant).view(np.ndarray)
+
     def read(self, i: int, start: int = 0, length: int | None = None,
              variant: str | int = ORIGINAL) -> np.ndarray:
         """int16 ``(L,)`` samples ``[start, start + length)`` of row ``i`` (a read-only memmap view).

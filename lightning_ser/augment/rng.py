@@ -14,6 +14,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -135,3 +136,39 @@ class SampleRNG:
         cdf = torch.cumsum(w / w.sum(), 0)
         u = self.uniform(ids, op, draw).double()
         return torch.searchsorted(cdf, u, right=True).clamp_max(len(w) - 1)
+
+
+# ----------------------------------------------------------------------------- numpy (host side)
+def _fmix32_np(h: np.ndarray) -> np.ndarray:
+    h = h & MASK32
+    h ^= h >> np.uint64(16)
+    h = (h * np.uint64(_C1)) & MASK32
+    h ^= h >> np.uint64(13)
+    h = (h * np.uint64(_C2)) & MASK32
+    return h ^ (h >> np.uint64(16))
+
+
+def uniform_np(keys: np.ndarray, seed: int, epoch: int, op: str, draw: int = 0) -> np.ndarray:
+    """:meth:`SampleRNG.uniform` in NumPy (uint64 arithmetic, exact): for CPU-side draws such as
+    crop offsets and codec variants, where small torch ops cost more than the work. ``(B,)``."""
+    key = np.uint64(stream_key(seed, epoch, op, draw))
+    h = ((keys.astype(np.uint64) & MASK32) * np.uint64(_ID_MULT) + key) & MASK32
+    h = _fmix32_np(_fmix32_np(h) ^ key)
+    return (h >> np.uint64(8)).astype(np.float64) * _INV_2_24
+
+
+def categorical_cdf(weights) -> np.ndarray:
+    """Cumulative distribution of (unnormalised, non-negative) weights, for :func:`categorical_np`."""
+    w = np.asarray(weights, dtype=np.float64)
+    if (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"categorical weights must be non-negative with a positive sum, got {weights}")
+    return np.cumsum(w / w.sum())
+
+
+def categorical_np(keys: np.ndarray, seed: int, epoch: int, op: str, weights=None, draw: int = 0,
+                   cdf: np.ndarray | None = None) -> np.ndarray:
+    """:meth:`SampleRNG.categorical` in NumPy: same draws for the same inputs. Pass a precomputed
+    ``cdf`` (:func:`categorical_cdf`) instead of ``weights`` on hot paths."""
+    cdf = categorical_cdf(weights) if cdf is None else cdf
+    u = uniform_np(keys, seed, epoch, op, draw)
+    return np.minimum(np.searchsorted(cdf, u, side="right"), len(cdf) - 1)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from lightning_ser.augment.rng import SampleRNG
+from lightning_ser.augment.rng import categorical_cdf, categorical_np, uniform_np
 
 IGNORE = -100
 
@@ -80,6 +80,7 @@ class StoreDataset(Dataset):
         if self.variant_weights is not None and len(self.variant_weights) != len(store.variants):
             raise ValueError(f"variant_weights has {len(self.variant_weights)} entries, store has "
                              f"variants {store.variants}")
+        self._cdf = None if self.variant_weights is None else categorical_cdf(self.variant_weights)
         self.fixed_variant = fixed_variant
         self.item_variant = item_variant
         self.item_augment = item_augment
@@ -98,26 +99,37 @@ class StoreDataset(Dataset):
             return np.minimum(self.full_lengths, self.crop)
         return self.full_lengths
 
+    def _arrays(self) -> list[np.ndarray]:
+        """One flat int16 array per store variant (opened lazily, after worker fork/spawn)."""
+        if getattr(self, "_flat", None) is None:
+            self._flat = [self.store.samples(v) for v in range(len(self.store.variants))]
+        return self._flat
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_flat": None}
+
     def __getitem__(self, item):
         return self.__getitems__([item])
 
-    def windows(self, pos: np.ndarray, epoch: int, keys: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """``(start, length)`` in samples for each position."""
+    def windows(self, pos: np.ndarray, epoch: int, keys) -> tuple[np.ndarray, np.ndarray]:
+        """``(start, length)`` in samples for each position (crop offset from ``(seed, epoch, key)``)."""
         full = self.full_lengths[pos]
         if self.segments is not None:
             return self.segments[pos, 0], self.segments[pos, 1]
         if self.crop is None:
             return np.zeros_like(full), full
         length = np.minimum(full, self.crop)
-        slack = torch.from_numpy(full - length + 1)
-        start = SampleRNG(self.seed, epoch).randint(keys, "crop", 0, slack).numpy()
+        slack = full - length + 1
+        start = np.floor(uniform_np(np.asarray(keys), self.seed, epoch, "crop") * slack).astype(np.int64)
         return start, length
 
-    def variants(self, epoch: int, keys: torch.Tensor, pos: np.ndarray | None = None) -> np.ndarray:
+    def variants(self, epoch: int, keys, pos: np.ndarray | None = None) -> np.ndarray:
+        """Codec variant per item: drawn from ``(seed, epoch, key)`` with ``variant_weights``."""
+        keys = np.asarray(keys)
         if self.variant_weights is None:
             out = np.full(len(keys), self.fixed_variant, dtype=np.int64)
         else:
-            out = SampleRNG(self.seed, epoch).categorical(keys, "codec", self.variant_weights).numpy()
+            out = categorical_np(keys, self.seed, epoch, "codec", cdf=self._cdf).astype(np.int64)
         if self.item_variant is not None and pos is not None:
             fixed = self.item_variant[pos]
             out = np.where(fixed >= 0, fixed, out)
@@ -128,13 +140,15 @@ class StoreDataset(Dataset):
                           dtype=np.int64, count=len(items))
         epoch = 0 if isinstance(items[0], (int, np.integer)) else int(items[0][1])
         batch = self.labels.take(pos)
-        keys = batch["ids"]
+        keys = self.labels.keys[pos]
         start, length = self.windows(pos, epoch, keys)
         variant = self.variants(epoch, keys, pos)
         rows = self.rows[pos]
+        begin = self.store.offsets[rows] + start
         audio = np.zeros((len(pos), int(length.max())), dtype=np.int16)
+        arrays = self._arrays()
         for b in range(len(pos)):  # memory slices; the CPU side does nothing else
-            audio[b, : length[b]] = self.store.read(int(rows[b]), int(start[b]), int(length[b]), int(variant[b]))
+            audio[b, : length[b]] = arrays[variant[b]][begin[b]: begin[b] + length[b]]
         batch.update(audio=torch.from_numpy(audio), lengths=torch.from_numpy(length.astype(np.int64)),
                      index=torch.from_numpy(rows), variant=torch.from_numpy(variant),
                      start=torch.from_numpy(start.astype(np.int64)))
