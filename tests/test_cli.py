@@ -100,3 +100,17 @@ def test_resume_continues_exactly(tiny_synthetic_root, tmp_path):
         assert a["epoch"] == b["epoch"]
         assert float(a["val/emotion/ua"]) == float(b["val/emotion/ua"])
         assert float(a["val/loss"]) == pytest.approx(float(b["val/loss"]), rel=1e-6)
+
+
+def test_cv_prints_and_saves_every_fold_with_mean_and_std(tiny_synthetic_root, tmp_path):
+    out = run_cli(["cv", *tiny_args(tiny_synthetic_root, tmp_path / "cache"), "--trainer.max_epochs", "1",
+                   "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", "csv",
+                   "--data.protocol", "kfold", "--data.protocol_options", '{"k": 2}', "--cv_out", "cvres"], tmp_path)
+    saved = json.loads((tmp_path / "cvres" / "cv_results.json").read_text())
+    assert [f["fold"] for f in saved["folds"]] == ["fold0", "fold1"]
+    table = (tmp_path / "cvres" / "cv_results.md").read_text()
+    assert "| fold0 |" in table and "| fold1 |" in table and "mean ± std" in table
+    uas = [f["test/emotion/ua"] for f in saved["folds"]]
+    mean = sum(uas) / 2
+    assert f"{mean:.3f} ±" in table
+    assert "Cross-validation" in out and "| fold1 |" in out
