@@ -159,3 +159,26 @@ def test_training_condition_presets(tiny_synthetic_root, tmp_path, condition, co
         ref = dm.featurize(mixed, train=False, epoch=0)
         assert torch.equal(out["features"][:2], ref["features"][:2])
         assert not torch.equal(out["features"][2:], ref["features"][2:])
+
+
+def test_global_normalisation_uses_training_statistics(tiny_synthetic_root, tmp_path):
+    dm = make_dm(tiny_synthetic_root, tmp_path, features={"normalize": "global"})
+    dm.setup("fit")
+    lm = dm.pipeline.logmel
+    assert bool(lm.global_ready)
+    # the statistics are those of the training speakers' un-augmented log-mel over valid frames
+    ds = dm.eval_dataset("train")
+    b = ds.__getitems__(list(range(len(ds))))
+    frames = lm.frame_lengths(b["lengths"])
+    x = lm.mel_db(lm.power_spectrogram(b["audio"].float() / 32768.0), frames)
+    valid = torch.cat([x[i, :, : frames[i]] for i in range(len(frames))], dim=1)
+    assert torch.allclose(lm.global_mean, valid.mean(1), atol=1e-3)
+    assert torch.allclose(lm.global_std, valid.std(1, correction=0), atol=1e-3)
+    # normalised training features are then ~zero-mean, unit-variance per bin
+    out = dm.featurize(b, train=False, epoch=0)
+    feats = torch.cat([out["features"][i, :, : frames[i]] for i in range(len(frames))], dim=1)
+    assert feats.mean(1).abs().max() < 1e-3 and (feats.std(1) - 1).abs().max() < 1e-2
+    # and they travel in the checkpoint state
+    dm2 = make_dm(tiny_synthetic_root, tmp_path, features={"normalize": "global"})
+    dm2.load_state_dict(dm.state_dict())
+    assert torch.equal(dm2.pipeline.logmel.global_mean, lm.global_mean)

@@ -211,10 +211,43 @@ class SERDataModule(L.LightningDataModule):
         if self.store is None:
             self.store = self._build_store()
             self._make_pipeline()
-        if stage == "predict" and self.hparams.predict_files:
-            return
         if self.split is None:
             self._make_split()
+        if self.pipeline.logmel.normalize_mode == "global" and not bool(self.pipeline.logmel.global_ready):
+            self.pipeline.set_global_stats(*self.global_stats())
+
+    def global_stats(self, max_utterances: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-mel-bin mean and std ``(F,)`` of training log-mels (whole utterances, no augmentation,
+        padded frames excluded), over at most ``max_utterances`` spread evenly over the training part."""
+        ds = self.eval_dataset("train")
+        pos = np.unique(np.linspace(0, len(ds) - 1, min(len(ds), max_utterances)).astype(np.int64))
+        lm = self.pipeline.logmel
+        total = sq = None
+        count = 0
+        for chunk in np.array_split(pos, max(1, -(-len(pos) // 64))):
+            b = ds.__getitems__([int(i) for i in chunk])
+            frames = lm.frame_lengths(b["lengths"])
+            x = lm.mel_db(lm.power_spectrogram(b["audio"].float() / 32768.0), frames)
+            valid = (torch.arange(x.shape[-1])[None, :] < frames[:, None]).to(x.dtype)[:, None, :]
+            s1, s2 = (x * valid).sum((0, 2)).double(), (x * x * valid).sum((0, 2)).double()
+            total, sq = (s1, s2) if total is None else (total + s1, sq + s2)
+            count += int(frames.sum())
+        mean = total / count
+        std = (sq / count - mean * mean).clamp_min(1e-8).sqrt()
+        return mean.float(), std.float()
+
+    def state_dict(self) -> dict:
+        """Saved in checkpoints: the global normalisation statistics, when used."""
+        lm = self.pipeline.logmel if self.pipeline is not None else None
+        if lm is None or not bool(lm.global_ready):
+            return {}
+        return {"global_mean": lm.global_mean.cpu(), "global_std": lm.global_std.cpu()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "global_mean" in state:
+            if self.pipeline is None:
+                self._make_pipeline()
+            self.pipeline.set_global_stats(state["global_mean"], state["global_std"])
 
     def _make_pipeline(self) -> None:
         from lightning_ser.augment.pipeline import FeaturePipeline
