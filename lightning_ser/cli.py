@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import Sequence
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
@@ -78,6 +79,9 @@ def run_lightning(args: Sequence[str], *, run: bool = True):
     cli_class = _make_cli_class()
     from lightning_ser.callbacks.run_files import SaveRunConfig
 
+    # `args` is always given explicitly here (also for `cv`'s per-fold runs), so LightningCLI's
+    # warning about sys.argv differing from `args` is noise.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     return cli_class(SERModule, SERDataModule, args=list(args), run=run,
                      seed_everything_default=0, save_config_callback=SaveRunConfig,
                      save_config_kwargs={"overwrite": True},
