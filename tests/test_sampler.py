@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from lightning_ser.data.sampler import EpochShardSampler
 

@@ -12,8 +12,7 @@ import re
 from typing import Mapping
 
 from lightning_ser.corpora.base import (
-    GENDERS, CorpusScan, Utterance, audio_files, check_duplicates, finish, probe_or_skip, register,
-    require_dir, skip_file, utt_id,
+    GENDERS, BadName, CorpusScan, check_duplicates, read_named_files, register, require_dir,
 )
 from lightning_ser.labels import to_unified
 
@@ -40,21 +39,15 @@ def read_aesdd(root, *, strict: bool = False, label_map: dict[str, str] | None =
     if bad:
         raise ValueError(f"aesdd: speaker_genders values must be in {GENDERS}, got {bad}")
     root = require_dir(root, CORPUS).absolute()
-    scan = CorpusScan()
-    for path in audio_files(root):
+
+    def parse(path):
         m = NAME.match(path.stem)
         if m is None or path.parent == root:
-            skip_file(path, "name does not match <emotion>/<letter><NN> (<speaker>).wav", scan, strict)
-            continue
+            raise BadName("name does not match <emotion>/<letter><NN> (<speaker>).wav")
         _letter, num, spk, take_letter, copy = m.groups()
         raw = path.parent.name.lower()
-        emotion = to_unified(CORPUS, raw, str(path), label_map)
-        probed = probe_or_skip(path, scan, strict)
-        if probed is None:
-            continue
-        scan.utterances.append(Utterance(
-            utt_id=utt_id(CORPUS, root, path), path=str(path), corpus=CORPUS,
-            speaker=f"{CORPUS}:{int(spk)}", gender=genders.get(str(int(spk))), emotion=emotion,
-            raw_emotion=raw, text_id=num, take=_take(take_letter, copy),
-            duration=probed[0], sample_rate=probed[1]))
-    return finish(scan, duplicates)
+        return dict(speaker=f"{CORPUS}:{int(spk)}", gender=genders.get(str(int(spk))),
+                    emotion=to_unified(CORPUS, raw, str(path), label_map), raw_emotion=raw, text_id=num,
+                    take=_take(take_letter, copy))
+
+    return read_named_files(CORPUS, root, parse, strict=strict, duplicates=duplicates)

@@ -224,3 +224,37 @@ def save_manifest(utts: Iterable[Utterance], path: str | Path) -> None:
 def load_manifest_jsonl(path: str | Path) -> list[Utterance]:
     with open(path) as f:
         return [Utterance.from_dict(json.loads(line)) for line in f if line.strip()]
+
+
+class BadName(ValueError):
+    """Raised by a reader's ``parse`` for a file whose name breaks the corpus convention."""
+
+
+def read_named_files(corpus: str, root, parse, *, strict: bool, duplicates: str,
+                     exts: tuple[str, ...] = (".wav",)) -> CorpusScan:
+    """The loop shared by readers whose labels live in file and folder names.
+
+    ``parse(path) -> dict | None`` returns the :class:`Utterance` fields that come from the name
+    (speaker, gender, emotion, raw_emotion, text_id, take, ...), ``None`` to leave the file out
+    silently (e.g. an unselected RAVDESS channel), or raises :class:`BadName` to skip it with that
+    reason (or stop in ``strict`` mode). Label errors raised by ``parse`` propagate: they are
+    configuration errors, not bad files. The header is probed last, so a mislabelled corpus fails
+    fast.
+    """
+    check_duplicates(duplicates)
+    root = require_dir(root, corpus).absolute()
+    scan = CorpusScan()
+    for path in audio_files(root, exts):
+        try:
+            fields = parse(path)
+        except BadName as exc:
+            skip_file(path, str(exc), scan, strict)
+            continue
+        if fields is None:
+            continue
+        probed = probe_or_skip(path, scan, strict)
+        if probed is None:
+            continue
+        scan.utterances.append(Utterance(utt_id=utt_id(corpus, root, path), path=str(path), corpus=corpus,
+                                         duration=probed[0], sample_rate=probed[1], **fields))
+    return finish(scan, duplicates)

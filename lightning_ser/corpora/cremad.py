@@ -13,8 +13,7 @@ import re
 from pathlib import Path
 
 from lightning_ser.corpora.base import (
-    CorpusError, CorpusScan, Utterance, audio_files, check_duplicates, finish, probe_or_skip,
-    register, require_dir, skip_file, utt_id,
+    BadName, CorpusError, CorpusScan, check_duplicates, read_named_files, register, require_dir,
 )
 from lightning_ser.labels import to_unified
 
@@ -47,19 +46,13 @@ def read_cremad(root, *, strict: bool = False, label_map: dict[str, str] | None 
     root = require_dir(root, CORPUS).absolute()
     demo_path = Path(demographics) if demographics is not None else root / DEMOGRAPHICS
     genders = load_demographics(demo_path) if demographics is not None or demo_path.is_file() else {}
-    scan = CorpusScan()
-    for path in audio_files(root):
+
+    def parse(path):
         m = NAME.match(path.stem)
         if m is None or m.group(4).upper() not in LEVELS:
-            skip_file(path, "name does not match <actor>_<sentence>_<emotion>_<LO|MD|HI|XX|X>.wav", scan, strict)
-            continue
+            raise BadName("name does not match <actor>_<sentence>_<emotion>_<LO|MD|HI|XX|X>.wav")
         actor, sentence, emo = m.group(1), m.group(2).upper(), m.group(3).upper()
-        emotion = to_unified(CORPUS, emo, str(path), label_map)
-        probed = probe_or_skip(path, scan, strict)
-        if probed is None:
-            continue
-        scan.utterances.append(Utterance(
-            utt_id=utt_id(CORPUS, root, path), path=str(path), corpus=CORPUS,
-            speaker=f"{CORPUS}:{actor}", gender=genders.get(actor), emotion=emotion,
-            raw_emotion=emo, text_id=sentence, duration=probed[0], sample_rate=probed[1]))
-    return finish(scan, duplicates)
+        return dict(speaker=f"{CORPUS}:{actor}", gender=genders.get(actor),
+                    emotion=to_unified(CORPUS, emo, str(path), label_map), raw_emotion=emo, text_id=sentence)
+
+    return read_named_files(CORPUS, root, parse, strict=strict, duplicates=duplicates)

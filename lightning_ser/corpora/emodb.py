@@ -9,8 +9,7 @@ from __future__ import annotations
 import re
 
 from lightning_ser.corpora.base import (
-    CorpusScan, Utterance, audio_files, check_duplicates, finish, probe_or_skip, register,
-    require_dir, skip_file, utt_id,
+    BadName, CorpusScan, read_named_files, register,
 )
 from lightning_ser.labels import to_unified
 
@@ -24,21 +23,14 @@ GENDERS = {**{s: "male" for s in ("03", "10", "11", "12", "15")},
 def read_emodb(root, *, strict: bool = False, label_map: dict[str, str] | None = None,
                duplicates: str = "keep", **opts) -> CorpusScan:
     """Read an EmoDB folder (the download root or its ``wav`` folder)."""
-    check_duplicates(duplicates)
-    root = require_dir(root, CORPUS).absolute()
-    scan = CorpusScan()
-    for path in audio_files(root):
+
+    def parse(path):
         m = NAME.match(path.stem)
         if m is None:
-            skip_file(path, "name does not match <speaker><text><emotion><version>.wav (e.g. 03a01Fa.wav)", scan, strict)
-            continue
+            raise BadName("name does not match <speaker><text><emotion><version>.wav (e.g. 03a01Fa.wav)")
         spk, text, emo, version = m.groups()
-        emotion = to_unified(CORPUS, emo, str(path), label_map)
-        probed = probe_or_skip(path, scan, strict)
-        if probed is None:
-            continue
-        scan.utterances.append(Utterance(
-            utt_id=utt_id(CORPUS, root, path), path=str(path), corpus=CORPUS,
-            speaker=f"{CORPUS}:{spk}", gender=GENDERS.get(spk), emotion=emotion, raw_emotion=emo,
-            text_id=text, take=ord(version) - ord("a"), duration=probed[0], sample_rate=probed[1]))
-    return finish(scan, duplicates)
+        return dict(speaker=f"{CORPUS}:{spk}", gender=GENDERS.get(spk),
+                    emotion=to_unified(CORPUS, emo, str(path), label_map), raw_emotion=emo, text_id=text,
+                    take=ord(version) - ord("a"))
+
+    return read_named_files(CORPUS, root, parse, strict=strict, duplicates=duplicates)

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import re
 
-from lightning_ser.corpora.base import (
-    CorpusScan, Utterance, audio_files, check_duplicates, finish, probe_or_skip, register,
-    require_dir, skip_file, utt_id,
-)
+from lightning_ser.corpora.base import BadName, CorpusScan, read_named_files, register
 from lightning_ser.labels import to_unified
 
 CORPUS = "ravdess"
@@ -30,28 +27,19 @@ def read_ravdess(root, *, strict: bool = False, label_map: dict[str, str] | None
     bad = set(channels) - set(CHANNELS.values())
     if bad:
         raise ValueError(f"ravdess: unknown channels {sorted(bad)}; expected 'speech' and/or 'song'")
-    check_duplicates(duplicates)
-    root = require_dir(root, CORPUS).absolute()
-    scan = CorpusScan()
-    for path in audio_files(root):
+
+    def parse(path):
         m = NAME.match(path.stem)
         if m is None:
-            skip_file(path, "name does not match MM-VV-EE-II-SS-RR-AA.wav", scan, strict)
-            continue
+            raise BadName("name does not match MM-VV-EE-II-SS-RR-AA.wav")
         _modality, channel, emo, intensity, statement, rep, actor = m.groups()
         if channel not in CHANNELS or intensity not in TWO or statement not in TWO or rep not in TWO \
                 or actor == "00":
-            skip_file(path, "a name field is outside the RAVDESS codes", scan, strict)
-            continue
+            raise BadName("a name field is outside the RAVDESS codes")
         if CHANNELS[channel] not in channels:
-            continue
-        emotion = to_unified(CORPUS, emo, str(path), label_map)
-        probed = probe_or_skip(path, scan, strict)
-        if probed is None:
-            continue
-        scan.utterances.append(Utterance(
-            utt_id=utt_id(CORPUS, root, path), path=str(path), corpus=CORPUS,
-            speaker=f"{CORPUS}:{actor}", gender="male" if int(actor) % 2 else "female",
-            emotion=emotion, raw_emotion=emo, text_id=statement, take=int(rep) - 1,
-            duration=probed[0], sample_rate=probed[1]))
-    return finish(scan, duplicates)
+            return None
+        return dict(speaker=f"{CORPUS}:{actor}", gender="male" if int(actor) % 2 else "female",
+                    emotion=to_unified(CORPUS, emo, str(path), label_map), raw_emotion=emo,
+                    text_id=statement, take=int(rep) - 1)
+
+    return read_named_files(CORPUS, root, parse, strict=strict, duplicates=duplicates)

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import re
 
-from lightning_ser.corpora.base import (
-    CorpusScan, Utterance, audio_files, check_duplicates, finish, probe_or_skip, register,
-    require_dir, skip_file, utt_id,
-)
+from lightning_ser.corpora.base import BadName, CorpusScan, read_named_files, register
 from lightning_ser.labels import to_unified
 
 CORPUS = "savee"
@@ -24,24 +21,16 @@ SPEAKER_DIR = re.compile(r"^[A-Z]{2}$")
 def read_savee(root, *, strict: bool = False, label_map: dict[str, str] | None = None,
                duplicates: str = "keep", **opts) -> CorpusScan:
     """Read a SAVEE folder (either layout)."""
-    check_duplicates(duplicates)
-    root = require_dir(root, CORPUS).absolute()
-    scan = CorpusScan()
-    for path in audio_files(root):
+
+    def parse(path):
         flat, nested = FLAT.match(path.stem), NESTED.match(path.stem)
         if flat is not None:
             spk, prefix, num = flat.groups()
         elif nested is not None and SPEAKER_DIR.match(path.parent.name):
             spk, (prefix, num) = path.parent.name, nested.groups()
         else:
-            skip_file(path, "name does not match <SPK>/<prefix><NN>.wav or <SPK>_<prefix><NN>.wav", scan, strict)
-            continue
-        emotion = to_unified(CORPUS, prefix, str(path), label_map)
-        probed = probe_or_skip(path, scan, strict)
-        if probed is None:
-            continue
-        scan.utterances.append(Utterance(
-            utt_id=utt_id(CORPUS, root, path), path=str(path), corpus=CORPUS,
-            speaker=f"{CORPUS}:{spk}", gender="male", emotion=emotion, raw_emotion=prefix,
-            text_id=f"{prefix}{num}", duration=probed[0], sample_rate=probed[1]))
-    return finish(scan, duplicates)
+            raise BadName("name does not match <SPK>/<prefix><NN>.wav or <SPK>_<prefix><NN>.wav")
+        return dict(speaker=f"{CORPUS}:{spk}", gender="male", emotion=to_unified(CORPUS, prefix, str(path), label_map),
+                    raw_emotion=prefix, text_id=f"{prefix}{num}")
+
+    return read_named_files(CORPUS, root, parse, strict=strict, duplicates=duplicates)

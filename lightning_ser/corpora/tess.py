@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import re
 
-from lightning_ser.corpora.base import (
-    CorpusScan, Utterance, audio_files, check_duplicates, finish, probe_or_skip, register,
-    require_dir, skip_file, utt_id,
-)
+from lightning_ser.corpora.base import BadName, CorpusScan, read_named_files, register
 from lightning_ser.labels import to_unified
 
 CORPUS = "tess"
@@ -25,23 +22,14 @@ FEMALE = {"OAF", "YAF"}
 def read_tess(root, *, strict: bool = False, label_map: dict[str, str] | None = None,
               duplicates: str = "keep", **opts) -> CorpusScan:
     """Read a TESS folder."""
-    check_duplicates(duplicates)
-    root = require_dir(root, CORPUS).absolute()
-    scan = CorpusScan()
-    for path in audio_files(root):
+
+    def parse(path):
         m = NAME.match(path.stem)
         if m is None:
-            skip_file(path, "name does not match <speaker>_<word>_<emotion>.wav", scan, strict)
-            continue
+            raise BadName("name does not match <speaker>_<word>_<emotion>.wav")
         spk, word, emo = m.group(1).upper(), m.group(2).lower(), m.group(3).lower()
         emo = ALIASES.get(emo, emo)
-        emotion = to_unified(CORPUS, emo, str(path), label_map)
-        probed = probe_or_skip(path, scan, strict)
-        if probed is None:
-            continue
-        scan.utterances.append(Utterance(
-            utt_id=utt_id(CORPUS, root, path), path=str(path), corpus=CORPUS,
-            speaker=f"{CORPUS}:{spk}", gender="female" if spk in FEMALE else None,
-            emotion=emotion, raw_emotion=emo, text_id=word,
-            duration=probed[0], sample_rate=probed[1]))
-    return finish(scan, duplicates)
+        return dict(speaker=f"{CORPUS}:{spk}", gender="female" if spk in FEMALE else None,
+                    emotion=to_unified(CORPUS, emo, str(path), label_map), raw_emotion=emo, text_id=word)
+
+    return read_named_files(CORPUS, root, parse, strict=strict, duplicates=duplicates)
