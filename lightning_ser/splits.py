@@ -109,7 +109,7 @@ def _finish(utts: Sequence[Utterance], name: str, test_speakers: set[str], val_f
     return split
 
 
-def kfold_by_speaker(utts: Sequence[Utterance], k: int, *, val_fraction: float = 0.15,
+def kfold_by_speaker(utts: Sequence[Utterance], k: int, *, val_fraction: float = 0.2,
                      seed: int = 0) -> list[Split]:
     """``k`` folds of whole speakers (contiguous chunks of the gender-interleaved natural order:
     RAVDESS with k=6 gives actors 1–4, 5–8, …)."""
@@ -121,13 +121,13 @@ def kfold_by_speaker(utts: Sequence[Utterance], k: int, *, val_fraction: float =
             for f, chunk in enumerate(chunks)]
 
 
-def leave_one_speaker_out(utts: Sequence[Utterance], *, val_fraction: float = 0.15,
+def leave_one_speaker_out(utts: Sequence[Utterance], *, val_fraction: float = 0.2,
                           seed: int = 0) -> list[Split]:
     speakers = sorted({u.speaker for u in utts}, key=_natural_key)
     return [_finish(utts, f"loso-{s}", {s}, val_fraction, seed + i) for i, s in enumerate(speakers)]
 
 
-def leave_one_session_out(utts: Sequence[Utterance], *, val_fraction: float = 0.15,
+def leave_one_session_out(utts: Sequence[Utterance], *, val_fraction: float = 0.2,
                           seed: int = 0) -> list[Split]:
     """One fold per session (IEMOCAP): test = both speakers of the session."""
     sessions = sorted({u.session for u in utts if u.session is not None}, key=_natural_key)
@@ -141,7 +141,7 @@ def leave_one_session_out(utts: Sequence[Utterance], *, val_fraction: float = 0.
 
 
 def held_out_speakers(utts: Sequence[Utterance], test_speakers: Sequence[str], *,
-                      val_speakers: Sequence[str] | None = None, val_fraction: float = 0.15,
+                      val_speakers: Sequence[str] | None = None, val_fraction: float = 0.2,
                       seed: int = 0) -> list[Split]:
     """A fixed test set of named speakers (e.g. RAVDESS actors 21–24: ``ravdess:21``…)."""
     known = {u.speaker for u in utts}

@@ -1,4 +1,3 @@
-
 import pytest
 
 from lightning_ser.corpora.base import Utterance
