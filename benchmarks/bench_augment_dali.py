@@ -23,16 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_augment import hardware, synthetic_clips  # noqa: E402
+from bench_augment import hardware, synthetic_clips, timeit  # noqa: E402
 
 from lightning_ser.augment.pipeline import FeaturePipeline  # noqa: E402
 from lightning_ser.dali import make_dali_featurizer, require_dali  # noqa: E402
@@ -42,22 +40,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "4000000000", "MALLOC_TRIM_THRESHOLD_": "4000000000"}  # as bench_augment
 TIMING = ("process CPU time (user + sys, all threads) on cpu; wall clock after torch.cuda.synchronize on cuda; "
           "median of --repeats after one warm-up call")
-
-
-def timeit(fn, device: torch.device, repeats: int) -> dict:
-    """Median wall and process CPU seconds of ``fn()`` after one warm-up; ``s`` is the rated one."""
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    fn()
-    sync()
-    wall, cpu = [], []
-    for _ in range(repeats):
-        c0, t0 = time.process_time(), time.perf_counter()
-        fn()
-        sync()
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    w, c = statistics.median(wall), statistics.median(cpu)
-    return {"s": c if device.type == "cpu" else w, "wall_s": w, "cpu_s": c, "repeats": repeats}
 
 
 def _rate(t: dict, clips: int) -> dict:
