@@ -223,7 +223,7 @@ def per_item_datamodule(base, crop_seconds: float, seed: int):
 
 def data_options(args) -> dict:
     opts = dict(corpus="synthetic", cache_dir=args.cache_dir, root=args.root, batch_size=args.batch_size,
-                num_workers=args.num_workers, crop_seconds=args.crop_seconds, store_workers=args.store_workers,
+                num_workers=args.our_workers, crop_seconds=args.crop_seconds, store_workers=args.store_workers,
                 seed=0)
     if args.corpus_options:
         opts["corpus_options"] = json.loads(args.corpus_options)
@@ -347,7 +347,8 @@ def markdown(report: dict) -> str:
         f"Default network ({rows[0]['params'] / 1e6:.2f} M parameters), batch {cfg['batch_size']}, "
         f"{cfg['crop_seconds']:g} s crops, {cfg['steps']} measured steps per pipeline in {cfg['rounds']} alternating "
         f"rounds (each after {cfg['warmup']} warm-up steps), "
-        f"{cfg['num_workers']} DataLoader workers, {cfg['precision']} precision; corpus: synthetic "
+        f"DataLoader workers: {cfg.get('our_workers', cfg['num_workers'])} for lightning_ser, {cfg['num_workers']} for the "
+        f"baseline; glibc malloc tuned as by the CLI; {cfg['precision']} precision; corpus: synthetic "
         f"{cfg['corpus_options'] or '(default: 10 speakers, 6 emotions, 720 utterances)'}.",
         f"Hardware: {hw.get('gpu', hw['cpu_model'])}; {hw['usable_cores']} usable CPU cores "
         f"(load average at start {', '.join(f'{x:.1f}' for x in hw['load_avg_at_start'] or [])}), "
@@ -382,12 +383,17 @@ def markdown(report: dict) -> str:
 
 
 def main(argv=None) -> None:
+    from lightning_ser.malloc import tune_malloc
+
+    tune_malloc()  # as `python -m lightning_ser` does; applies to every pipeline in this process
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--steps", type=int, default=20, help="measured steps per pipeline")
     ap.add_argument("--warmup", type=int, default=3, help="steps before measuring (worker start-up, allocator)")
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--num-workers", type=int, default=2)
+    ap.add_argument("--num-workers", type=int, default=2, help="DataLoader workers of the per-item baseline")
+    ap.add_argument("--our-workers", type=int, default=0,
+                    help="DataLoader workers of lightning_ser's pipelines (0, the shipped default: a batch is a memory slice)")
     ap.add_argument("--threads", type=int, default=max(1, min(8, os.cpu_count() or 1)))
     ap.add_argument("--crop-seconds", type=float, default=3.0)
     ap.add_argument("--precision", default="32-true", help="Lightning precision, e.g. bf16-mixed on a GPU")
@@ -425,7 +431,7 @@ def main(argv=None) -> None:
     for r in results:
         print(f"[bench_train] {r['pipeline']}: {r['samples_per_s']:.1f} samples/s, stall "
               f"{r['data_stall_fraction']:.2f}, augmentation {r['augmentation_share']:.2f}", flush=True)
-    config = {k: getattr(args, k) for k in ("device", "steps", "rounds", "warmup", "batch_size", "num_workers",
+    config = {k: getattr(args, k) for k in ("device", "steps", "rounds", "warmup", "batch_size", "num_workers", "our_workers",
                                             "threads", "crop_seconds", "precision", "corpus_options",
                                             "backbone_options")}
     command = "python benchmarks/bench_train.py " + shlex.join(argv if argv is not None else sys.argv[1:])
