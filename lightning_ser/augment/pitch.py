@@ -28,7 +28,7 @@ from torch import Tensor
 from . import functional as AF
 from .base import Augmentation, Params, keep
 from .rng import SampleRNG
-from .wave import RateParams, _check_range
+from .wave import RateAugmentation, RateParams, _check_range
 
 
 @dataclass(frozen=True)
@@ -70,24 +70,12 @@ class PitchShift(Augmentation):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Tempo(Augmentation):
+class Tempo(RateAugmentation):
     """Time stretch of the magnitude spectrogram, rate uniform in ``[min_rate, max_rate]``
     (``rate > 1`` faster, fewer frames). Pitch unchanged. Frame lengths updated."""
 
     name = "tempo"
     stage = "linear"
-    p: float = 0.5
-    min_rate: float = 0.9
-    max_rate: float = 1.1
-
-    def __post_init__(self):
-        super().__post_init__()
-        _check_range("tempo", self.min_rate, self.max_rate, "min_rate/max_rate", positive=True)
-
-    def sample_params(self, ids, lengths, epoch, rng: SampleRNG) -> RateParams:
-        apply = self.draw_apply(ids, rng, epoch)
-        rate = rng.range(ids, self.op("rate"), self.min_rate, self.max_rate)
-        return RateParams(apply=apply, rate=torch.where(apply, rate, torch.ones_like(rate)))
 
     def output_lengths(self, params: RateParams, lengths):
         return torch.where(params.apply, AF.stretched_length(lengths, params.rate), lengths)

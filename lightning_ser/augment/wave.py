@@ -153,16 +153,10 @@ class RateParams(Params):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Speed(Augmentation):
-    """Speed perturbation (tempo and pitch together) by resampling with linear interpolation.
+class RateAugmentation(Augmentation):
+    """Base of ops driven by one per-example rate uniform in ``[min_rate, max_rate]`` (1 where not
+    applied): :class:`Speed` here, ``Tempo`` in :mod:`.pitch`. Each op's draws use its own name."""
 
-    Output sample ``t`` reads input position ``t * rate``; new length ``floor((L-1)/rate) + 1``;
-    the batch width grows to the longest new row (never shrinks). No anti-alias filter: for rates
-    near 1 only content within ``(1 - 1/rate)`` of Nyquist folds over.
-    """
-
-    name = "speed"
-    stage = "wave"
     p: float = 0.5
     min_rate: float = 0.9
     max_rate: float = 1.1
@@ -175,6 +169,19 @@ class Speed(Augmentation):
         apply = self.draw_apply(ids, rng, epoch)
         rate = rng.range(ids, self.op("rate"), self.min_rate, self.max_rate)
         return RateParams(apply=apply, rate=torch.where(apply, rate, torch.ones_like(rate)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Speed(RateAugmentation):
+    """Speed perturbation (tempo and pitch together) by resampling with linear interpolation.
+
+    Output sample ``t`` reads input position ``t * rate``; new length ``floor((L-1)/rate) + 1``;
+    the batch width grows to the longest new row (never shrinks). No anti-alias filter: for rates
+    near 1 only content within ``(1 - 1/rate)`` of Nyquist folds over.
+    """
+
+    name = "speed"
+    stage = "wave"
 
     def output_lengths(self, params: RateParams, lengths):
         return torch.where(params.apply, AF.stretched_length(lengths, params.rate), lengths)
