@@ -70,6 +70,11 @@ class LogMel(nn.Module):
         self.register_buffer("global_mean", torch.zeros(n_mels))
         self.register_buffer("global_std", torch.ones(n_mels))
         self.register_buffer("global_ready", torch.tensor(False))
+        self.has_global_stats = False  # mirrors ``global_ready`` on the host: reading a GPU flag syncs
+        self.register_load_state_dict_post_hook(lambda module, _: module._sync_ready_flag())
+
+    def _sync_ready_flag(self) -> None:
+        self.has_global_stats = bool(self.global_ready)
 
     @property
     def n_freq(self) -> int:
@@ -90,6 +95,7 @@ class LogMel(nn.Module):
         self.global_mean.copy_(mean)
         self.global_std.copy_(std)
         self.global_ready.fill_(True)
+        self.has_global_stats = True
 
     # ------------------------------------------------------------------ stages
     def power_spectrogram(self, wave: Tensor) -> Tensor:
@@ -120,7 +126,7 @@ class LogMel(nn.Module):
             std = (centred.square().sum(-1, keepdim=True) / n).sqrt_().clamp_min_(self.eps)
             return centred.div_(std)
         if self.normalize_mode == "global":
-            if not bool(self.global_ready):
+            if not self.has_global_stats:
                 raise RuntimeError("LogMel: normalize='global' needs set_global_stats(mean, std) first")
             x = (x - self.global_mean[None, :, None]) / self.global_std[None, :, None]
         return x * valid

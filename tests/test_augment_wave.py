@@ -22,7 +22,7 @@ def _batch(b=12, seed=0, sentinel=SENTINEL):
 
 
 def _check_batched_equals_alone(op, x, lengths, ids, atol=1e-5):
-    prm = op.sample_params(ids, lengths, 0, SampleRNG(0, 0))
+    prm = op.sample_params(ids, lengths, SampleRNG(0, 0))
     assert prm.apply.any() and (~prm.apply).any()  # both branches exercised
     y, new = op.apply(x, prm, lengths)
     assert torch.equal(new, op.output_lengths(prm, lengths))
@@ -47,7 +47,7 @@ def test_length_preserving_ops_batched_equals_alone_and_padding_untouched(op):
 def test_gain_scales_valid_part_by_db():
     x, lengths, ids = _batch()
     op = Gain(p=1.0, min_db=-6, max_db=6)
-    prm = op.sample_params(ids, lengths, 0, SampleRNG(0, 0))
+    prm = op.sample_params(ids, lengths, SampleRNG(0, 0))
     y, _ = op.apply(x, prm, lengths)
     assert (prm.db.abs() <= 6).all() and prm.db.std() > 1
     valid = AF.valid_mask(lengths, x.shape[-1])
@@ -58,7 +58,7 @@ def test_gain_scales_valid_part_by_db():
 def test_noise_hits_the_sampled_snr_on_the_valid_part():
     x, lengths, ids = _batch()
     op = Noise(p=1.0, min_snr_db=0.0, max_snr_db=20.0)
-    prm = op.sample_params(ids, lengths, 0, SampleRNG(0, 0))
+    prm = op.sample_params(ids, lengths, SampleRNG(0, 0))
     y, _ = op.apply(x, prm, lengths)
     valid = AF.valid_mask(lengths, x.shape[-1])
     p_sig = x.masked_fill(~valid, 0).square().sum(-1)
@@ -70,7 +70,7 @@ def test_noise_hits_the_sampled_snr_on_the_valid_part():
 def test_noise_is_counter_based_and_ignores_the_global_rng():
     x, lengths, ids = _batch()
     op = Noise(p=1.0)
-    prm = op.sample_params(ids, lengths, 0, SampleRNG(0, 0))
+    prm = op.sample_params(ids, lengths, SampleRNG(0, 0))
     torch.manual_seed(1)
     state = torch.get_rng_state()
     y1, _ = op.apply(x, prm, lengths)
@@ -78,7 +78,7 @@ def test_noise_is_counter_based_and_ignores_the_global_rng():
     torch.manual_seed(2)
     y2, _ = op.apply(x, prm, lengths)
     assert torch.equal(y1, y2)
-    other = op.sample_params(ids, lengths, 1, SampleRNG(0, 1))  # next epoch: other noise
+    other = op.sample_params(ids, lengths, SampleRNG(0, 1))  # next epoch: other noise
     assert not torch.allclose(op.apply(x, other, lengths)[0], y1)
 
 
@@ -113,14 +113,17 @@ def test_speed_batched_equals_alone_and_changes_lengths_and_pitch():
     x, lengths, ids = _batch(sentinel=0.0)
     op = Speed(p=0.5, min_rate=0.8, max_rate=1.25)
     prm, y, new = _check_batched_equals_alone(op, x, lengths, ids)
-    expected = torch.where(prm.apply, torch.floor((lengths - 1) / prm.rate.double()).long() + 1, lengths)
-    assert torch.equal(new, expected) and y.shape[-1] == max(int(new.max()), x.shape[-1])
+    stretched = torch.floor((lengths - 1) / prm.rate.double()).long() + 1
+    expected = torch.where(prm.apply, torch.minimum(stretched, lengths), lengths)
+    assert torch.equal(new, expected) and y.shape[-1] == x.shape[-1]  # the width never changes
+    assert ((prm.rate < 1) & prm.apply).any() and ((prm.rate > 1) & prm.apply).any()  # both cases seen
     assert (y[~AF.valid_mask(new, y.shape[-1])] == 0).all()
     # a 500 Hz tone read at rate r becomes a 500 r Hz tone
     t = torch.arange(SR) / SR
     tone = torch.sin(2 * math.pi * 500 * t)[None].repeat(2, 1)
     rate = torch.tensor([0.8, 1.25])
     out, out_len = op.apply(tone, type(prm)(apply=torch.tensor([True, True]), rate=rate), torch.tensor([SR, SR]))
+    assert out_len.tolist() == [SR, (SR - 1) // 1.25 + 1]  # the slower row keeps its length
     for i in range(2):
         seg = out[i, : out_len[i]]
         peak_hz = torch.fft.rfft(seg).abs().argmax().item() * SR / seg.shape[0]
@@ -131,7 +134,7 @@ def test_shift_moves_content_within_the_valid_length():
     x, lengths, ids = _batch(sentinel=0.0)
     for mode in ("circular", "zeros"):
         op = Shift(p=1.0, max_fraction=0.3, mode=mode)
-        prm = op.sample_params(ids, lengths, 0, SampleRNG(0, 0))
+        prm = op.sample_params(ids, lengths, SampleRNG(0, 0))
         assert (prm.shift.abs() <= (0.3 * lengths).ceil()).all() and (prm.shift != 0).any()
         y, _ = op.apply(x, prm, lengths)
         for i, n in enumerate(lengths.tolist()):
@@ -158,5 +161,5 @@ def test_bad_config_raises_with_the_value():
 def test_apply_rate_matches_p(op):
     n = 4000
     ids = torch.arange(n) * 31 + 7
-    apply = op.sample_params(ids, torch.full((n,), 48000), 5, SampleRNG(3, 5)).apply
+    apply = op.sample_params(ids, torch.full((n,), 48000), SampleRNG(3, 5)).apply
     assert abs(apply.float().mean().item() - op.p) < 5 * math.sqrt(op.p * (1 - op.p) / n)

@@ -167,8 +167,8 @@ class Invert(Augmentation):
     name = "invert"
     stage = "logmel"
 
-    def sample_params(self, ids, lengths, epoch, rng):
-        return Params(apply=self.draw_apply(ids, rng, epoch))
+    def sample_params(self, ids, lengths, rng):
+        return Params(apply=self.draw_apply(ids, rng))
 
     def apply(self, x, params, lengths):
         return -x, lengths

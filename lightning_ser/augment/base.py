@@ -1,10 +1,13 @@
 """Augmentation contract: ``sample_params`` (randomness) kept apart from a pure ``apply`` (maths).
 
-An op is a frozen dataclass holding only configuration. ``sample_params(ids, lengths, epoch, rng)``
+An op is a frozen dataclass holding only configuration. ``sample_params(ids, lengths, rng)``
 returns a frozen :class:`Params` of ``(B,)`` / ``(B, k)`` tensors including ``apply: (B,) bool``
 (True with the op's probability ``p``); rows with ``apply=False`` carry identity values (0 dB,
-rate 1, width 0, ...). ``apply(x, params, lengths) -> (x, lengths)`` is pure and batched, so a
-sample's augmentation depends on ``(seed, epoch, id, op key)`` only, and can be replayed.
+rate 1, width 0, ...). ``apply(x, params, lengths) -> (x, lengths)`` is pure and batched, and is
+the identity on rows with ``apply=False`` whatever their other fields (so :meth:`Params.restrict`
+can switch rows off). The ``rng`` (a :class:`~.rng.SampleRNG` for one ``(seed, epoch)``) is the
+only source of randomness, so a sample's augmentation depends on ``(seed, epoch, id, op key)``
+only, and can be replayed.
 
 ``stage`` says what ``x`` and ``lengths`` are:
   ``"wave"``        ``(B, T)`` waveform, lengths in samples;
@@ -21,7 +24,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from .rng import MASK32, _ID_MULT, SampleRNG, _mul32, fmix32, stream_key
+from .rng import MASK32, _ID_MULT, SampleRNG, _mul32, fmix32, stream_keys
 
 STAGES = ("wave", "linear", "logmel", "normalized")
 
@@ -43,6 +46,10 @@ class Params:
 
     def as_dict(self) -> dict[str, Tensor]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def restrict(self, enabled: Tensor) -> "Params":
+        """The same params with rows where ``enabled (B,) bool`` is False switched off."""
+        return dataclasses.replace(self, apply=self.apply & enabled)
 
 
 def keep(params: Params, new: Tensor, old: Tensor) -> Tensor:
@@ -81,12 +88,11 @@ class Augmentation:
         """RNG op name of one random quantity of this op, e.g. ``"gain:db"``."""
         return f"{self.key or self.name}:{what}"
 
-    def draw_apply(self, ids: Tensor, rng: SampleRNG, epoch: int) -> Tensor:
-        if rng.epoch != epoch:
-            raise ValueError(f"{type(self).__name__}: rng.epoch={rng.epoch} differs from epoch={epoch}")
+    def draw_apply(self, ids: Tensor, rng: SampleRNG) -> Tensor:
         return rng.bernoulli(ids, self.op("apply"), float(self.p))
 
-    def sample_params(self, ids: Tensor, lengths: Tensor, epoch: int, rng: SampleRNG) -> Params:
+    def sample_params(self, ids: Tensor, lengths: Tensor, rng: SampleRNG) -> Params:
+        """Params for ``ids (B,)`` with ``lengths (B,)`` in this op's stage unit, drawn from ``rng``."""
         raise NotImplementedError
 
     def apply(self, x: Tensor, params: Params, lengths: Tensor) -> tuple[Tensor, Tensor]:
@@ -122,16 +128,25 @@ class PrefetchedRNG(SampleRNG):
     cache: dict = field(default_factory=dict, compare=False)
 
     @classmethod
-    def prefetch(cls, seed: int, epoch: int, ids: Tensor, streams) -> "PrefetchedRNG":
-        streams = list(dict.fromkeys(streams))
+    def prefetch(cls, seed: int, epoch: int, ids: Tensor, streams, keys: Tensor | None = None) -> "PrefetchedRNG":
+        """Hash every stream of ``streams`` (``(op, draw)`` pairs, unique) for ``ids (B,)``.
+
+        ``keys``: their ``(K,)`` :func:`~.rng.stream_keys` on ``ids.device``, when the caller
+        keeps them (they change only with the epoch); made here otherwise."""
+        streams = list(streams)
         if not streams:
             return cls(seed, epoch, ids=ids)
-        keys = torch.tensor([stream_key(seed, epoch, op, d) for op, d in streams], dtype=torch.int64)
-        keys = keys.to(ids.device)[:, None]
+        if keys is None:
+            keys = stream_keys(seed, epoch, streams, ids.device)
+        keys = keys[:, None]
         h = (_mul32(ids.long() & MASK32, _ID_MULT)[None, :] + keys) & MASK32
         bits = fmix32(fmix32(h) ^ keys)
         return cls(seed, epoch, ids=ids, cache={s: bits[i] for i, s in enumerate(streams)})
 
     def bits(self, ids: Tensor, op: str, draw: int = 0) -> Tensor:
         row = self.cache.get((op, draw)) if ids is self.ids else None
-        return row if row is not None else super().bits(ids, op, draw)
+        if row is not None:
+            return row
+        if self.epoch is None:  # made from keys alone: nothing to hash a new stream with
+            raise KeyError(f"PrefetchedRNG: stream {(op, draw)} was not prefetched for these ids")
+        return super().bits(ids, op, draw)

@@ -11,6 +11,8 @@ import math
 import torch
 from torch import Tensor
 
+from ..sync import host_reads_are_free
+
 _GOLDEN = 0x5BD1E995  # odd constant (< 2**31) that spreads consecutive counters
 
 
@@ -58,27 +60,44 @@ def interp(x: Tensor, pos: Tensor, dim: int, last: Tensor) -> Tensor:
     return g0 + (g1 - g0) * w
 
 
-def resample_time(x: Tensor, rate: Tensor, lengths: Tensor, min_width: int = 0) -> tuple[Tensor, Tensor]:
+def kept_length(lengths: Tensor, rate: Tensor) -> Tensor:
+    """Length after a time stretch that keeps each row's width: ``min(stretched_length, L)``."""
+    return torch.minimum(stretched_length(lengths, rate), lengths.long())
+
+
+def resample_time(x: Tensor, rate: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
     """Read ``x (B, ..., N)`` at positions ``t * rate`` along the last axis (linear interpolation).
 
     Speed perturbation on waveforms, and the magnitude path of a phase vocoder on spectrograms.
-    Returns ``(y (B, ..., N'), new_lengths (B,))`` with ``N' = max(max(new_lengths), min_width)``
-    (one host sync); positions ``>= new_lengths`` are 0.
+    The width ``N`` is kept, and so is each row's length as an upper bound: a row read faster
+    (``rate > 1``) ends at :func:`stretched_length`; a slower one keeps its first ``L`` positions
+    (those of a ``L / rate`` stretch). Fixed shapes mean no host sync and no recompilation.
+    Returns ``(y (B, ..., N), new_lengths (B,))``; positions ``>= new_lengths`` are 0.
     """
-    new = stretched_length(lengths, rate)
-    n_out = max(int(new.max()) if new.numel() else 0, min_width)
-    t = torch.arange(n_out, device=x.device, dtype=torch.float64)
+    new = kept_length(lengths, rate)
+    n = x.shape[-1]
+    t = torch.arange(n, device=x.device, dtype=torch.float64)
     pos = (t[None, :] * rate.double()[:, None])
     y = interp(x, pos, -1, (lengths - 1).clamp_min(0))
-    mask = valid_mask(new, n_out).reshape(x.shape[0], *([1] * (x.dim() - 2)), n_out)
+    mask = valid_mask(new, n).reshape(x.shape[0], *([1] * (x.dim() - 2)), n)
     return y.masked_fill(~mask, 0.0), new
 
 
-def fit_width(x: Tensor, n: int) -> Tensor:
-    """Crop or zero-pad the last axis of ``x`` to ``n``."""
-    if x.shape[-1] >= n:
-        return x[..., :n]
-    return torch.nn.functional.pad(x, (0, n - x.shape[-1]))
+# ----------------------------------------------------------------------------- row subsets
+def on_rows(apply: Tensor, fn, x: Tensor, *row_args: Tensor) -> Tensor:
+    """``fn(x, *row_args)`` on the rows where ``apply (B,)`` is True; the other rows of ``x`` unchanged.
+
+    ``fn`` maps ``(R, ...)`` rows (and ``(R, ...)`` per-row arguments) to rows of ``x``'s shape.
+    On the CPU only the augmented rows are computed (finding them is free there). On a GPU every
+    row is computed and the result selected: finding the rows (``nonzero``) would make the host
+    wait for the device, which costs more than the arithmetic saved; compiled code needs fixed
+    shapes, so it takes that path too.
+    """
+    if host_reads_are_free(apply):
+        rows = apply.nonzero().squeeze(1)
+        return x.index_copy(0, rows, fn(x[rows], *(a[rows] for a in row_args)))
+    keep = apply.reshape(-1, *([1] * (x.dim() - 1)))
+    return torch.where(keep, fn(x, *row_args), x)
 
 
 # ----------------------------------------------------------------------------- waveform
@@ -140,8 +159,7 @@ def noise_kernels(exponent: Tensor, taps: int) -> Tensor:
     padded batch width (an FFT over the whole row would not).
     """
     k = torch.arange(taps // 2 + 1, device=exponent.device, dtype=torch.float32)
-    mag = k.clamp_min(1.0)[None, :] ** (-0.5 * exponent.float()[:, None])
-    mag[:, 0] = 0.0
+    mag = (k.clamp_min(1.0)[None, :] ** (-0.5 * exponent.float()[:, None])) * (k > 0)  # DC removed
     h = torch.fft.irfft(mag, n=taps).roll(taps // 2, dims=-1)
     h = h * torch.hann_window(taps, periodic=False, device=h.device)
     return h / h.square().sum(-1, keepdim=True).sqrt().clamp_min(1e-12)
@@ -215,5 +233,7 @@ def db_gain(db: Tensor) -> Tensor:
 
 
 def semitones_to_alpha(semitones: Tensor) -> Tensor:
-    return torch.pow(2.0, semitones / 12.0)
+    """``2 ** (semitones / 12)``, computed in float64: float32 ``pow`` can differ in its last bit
+    between vectorised and scalar code, i.e. with a sample's position in the batch."""
+    return torch.pow(2.0, semitones.double() / 12.0).to(semitones.dtype)
 

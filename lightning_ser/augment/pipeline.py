@@ -8,7 +8,11 @@ Masks come after normalisation so that masked blocks do not enter the statistics
 Randomness: every parameter is drawn from ``SampleRNG(seed, epoch)`` keyed by sample id and op
 key, so an example's augmentation is the same at any batch position/size, on any device or
 number of GPUs, and changes with the epoch. Params are returned, never stored on the module.
-Host syncs: one per length-changing op (speed, tempo) to size the output.
+
+Host syncs: none per training step on a GPU. Shapes never depend on data (speed and tempo keep
+the batch width), augmented-row subsets are selected with ``where`` instead of ``nonzero``, and
+the RNG's stream keys are copied to the device once per epoch (:meth:`FeaturePipeline.stream_keys`).
+``compile=True`` runs sampling and augmentation as one ``torch.compile``d function.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from torch import Tensor, nn
 
 from ..features import LogMel
 from .base import Augmentation, Params, PrefetchedRNG, RecordingRNG
+from .rng import stream_keys
 from .presets import build_policy
 
 
@@ -53,6 +58,8 @@ class FeaturePipeline(nn.Module):
             build_policy(policy, n_mels=n_mels, hop_length=hop_length, sample_rate=sample_rate))
         self.seed = int(seed)
         self._streams = self._record_streams()
+        self._keys: tuple = (None, None, None)  # (epoch, device, (K,) keys)
+        self._compiled = None
 
     def _record_streams(self) -> list:
         """The ``(op, draw)`` RNG streams the ops ask for (config-only, so one dry run finds them);
@@ -60,8 +67,8 @@ class FeaturePipeline(nn.Module):
         rng = RecordingRNG(self.seed, 0)
         ids, lengths, frames = torch.zeros(1, dtype=torch.long), torch.full((1,), 16000), torch.full((1,), 101)
         for op in self.ops:
-            op.sample_params(ids, lengths if op.stage == "wave" else frames, 0, rng)
-        return rng.streams
+            op.sample_params(ids, lengths if op.stage == "wave" else frames, rng)
+        return list(dict.fromkeys(rng.streams))
 
     def extra_repr(self) -> str:
         return f"seed={self.seed}, ops=[{', '.join(op.key for op in self.ops)}]"
@@ -72,23 +79,41 @@ class FeaturePipeline(nn.Module):
         other.ops = tuple(build_policy(list(ops), n_mels=self.logmel.n_mels,
                                        hop_length=self.logmel.hop_length, sample_rate=self.logmel.sample_rate))
         other._streams = other._record_streams()
+        other._keys, other._compiled = (None, None, None), None
         return other
 
     def set_global_stats(self, mean: Tensor, std: Tensor) -> None:
         """Per-mel-bin ``(F,)`` statistics for ``normalize="global"``."""
         self.logmel.set_global_stats(mean, std)
 
-    def sample_params(self, ids: Tensor, lengths: Tensor, epoch: int) -> dict[str, Params]:
+    def stream_keys(self, epoch: int, device) -> Tensor:
+        """``(K,)`` keys of the ops' RNG streams for ``epoch`` on ``device``, copied there once per
+        epoch (a host→device copy waits for the device, so it must not happen every step)."""
+        device = torch.device(device)
+        cached_epoch, cached_device, keys = self._keys
+        if cached_epoch != int(epoch) or cached_device != device:
+            keys = stream_keys(self.seed, int(epoch), self._streams, device)
+            self._keys = (int(epoch), device, keys)
+        return keys
+
+    def sample_params(self, ids: Tensor, lengths: Tensor, epoch: int,
+                      enabled: Tensor | None = None) -> dict[str, Params]:
         """Params of every op (keyed by op key) for this batch and epoch; follows length changes
-        (speed in samples, tempo in frames) so later ops sample within the lengths they will see."""
+        (speed in samples, tempo in frames) so later ops sample within the lengths they will see.
+        ``enabled (B,) bool``: rows with False get no augmentation (every op's ``apply`` False)."""
         ids = ids.to(lengths.device)
-        rng = PrefetchedRNG.prefetch(self.seed, int(epoch), ids, self._streams)
+        keys = self.stream_keys(epoch, ids.device) if self._streams else None
+        return self._sample(ids, lengths, PrefetchedRNG.prefetch(self.seed, int(epoch), ids, self._streams, keys),
+                            enabled)
+
+    def _sample(self, ids: Tensor, lengths: Tensor, rng: PrefetchedRNG, enabled: Tensor | None) -> dict[str, Params]:
         out: dict[str, Params] = {}
         cur, in_frames = lengths.long(), False
         for op in self.ops:
             if op.stage != "wave" and not in_frames:
                 cur, in_frames = self.logmel.frame_lengths(cur), True
-            out[op.key] = prm = op.sample_params(ids, cur, int(epoch), rng)
+            prm = op.sample_params(ids, cur, rng)
+            out[op.key] = prm = prm if enabled is None else prm.restrict(enabled)
             cur = op.output_lengths(prm, cur)
         return out
 
@@ -111,10 +136,31 @@ class FeaturePipeline(nn.Module):
                     x, frames = op.apply(x, params[op.key], frames)
         return x, frames
 
-    def forward(self, wave: Tensor, lengths: Tensor, ids: Tensor, epoch: int, train: bool) -> tuple[Tensor, Tensor]:
+    def _train_step(self, wave: Tensor, lengths: Tensor, ids: Tensor, keys: Tensor | None,
+                    enabled: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Sampling + augmentation + features from the epoch's stream ``keys`` (what gets compiled:
+        no Python value in it changes from step to step)."""
+        rng = PrefetchedRNG.prefetch(self.seed, None, ids, self._streams, keys)  # epoch is in the keys
+        return self.apply_params(wave, lengths, self._sample(ids, lengths, rng, enabled))
+
+    def compile(self, enabled: bool = True, **options) -> "FeaturePipeline":
+        """Run training steps through ``torch.compile`` (``options`` go to it, e.g. ``mode=
+        "reduce-overhead"`` for CUDA graphs). Fixed batch shapes avoid recompiling: pad training
+        batches to one width (the datamodule pads them to the crop). Eval stays eager."""
+        options = {"dynamic": False, "fullgraph": True, **options}
+        self._compiled = torch.compile(self._train_step, **options) if enabled else None
+        return self
+
+    def forward(self, wave: Tensor, lengths: Tensor, ids: Tensor, epoch: int, train: bool | Tensor) -> tuple[Tensor, Tensor]:
+        """``train``: False (features only), True (augment every row) or a ``(B,)`` bool tensor
+        (augment those rows; the others get exactly their eval features)."""
         if wave.dim() != 2 or lengths.shape != (wave.shape[0],) or ids.shape != (wave.shape[0],):
             raise ValueError(f"FeaturePipeline: expected wave (B, T), lengths (B,), ids (B,); got "
                              f"{tuple(wave.shape)}, {tuple(lengths.shape)}, {tuple(ids.shape)}")
-        if not train or not self.ops:
+        enabled = train if isinstance(train, Tensor) else None
+        if (enabled is None and not train) or not self.ops:
             return self.logmel(wave, lengths)
-        return self.apply_params(wave, lengths, self.sample_params(ids, lengths, epoch))
+        ids = ids.to(lengths.device).long()
+        keys = self.stream_keys(epoch, ids.device) if self._streams else None
+        step = self._compiled if self._compiled is not None else self._train_step
+        return step(wave, lengths.long(), ids, keys, enabled)

@@ -54,32 +54,35 @@ class PitchShift(Augmentation):
         if not 0.0 < self.boundary < 1.0:
             raise ValueError(f"pitch: boundary={self.boundary} must be in (0, 1) (fraction of Nyquist)")
 
-    def sample_params(self, ids, lengths, epoch, rng: SampleRNG) -> PitchParams:
-        apply = self.draw_apply(ids, rng, epoch)
+    def sample_params(self, ids, lengths, rng: SampleRNG) -> PitchParams:
+        apply = self.draw_apply(ids, rng)
         semi = rng.range(ids, self.op("semitones"), self.min_semitones, self.max_semitones)
         alpha = AF.semitones_to_alpha(torch.where(apply, semi, torch.zeros_like(semi)))
         return PitchParams(apply=apply, alpha=alpha)
 
     def apply(self, x: Tensor, params: PitchParams, lengths: Tensor):
-        rows = params.apply.nonzero().squeeze(1)  # only augmented rows are computed
-        xs, n_freq = x[rows], x.shape[1]
-        src = AF.vtlp_source_bins(n_freq, params.alpha[rows], self.boundary)
-        y = AF.interp(xs, src, 1, torch.full_like(rows, n_freq - 1))
-        y = torch.where(AF.valid_mask(lengths[rows], x.shape[-1])[:, None, :], y, xs)
-        return x.index_copy(0, rows, y), lengths
+        n_freq = x.shape[1]
+
+        def warp(xs, alpha, n):
+            src = AF.vtlp_source_bins(n_freq, alpha, self.boundary)
+            y = AF.interp(xs, src, 1, torch.full_like(n, n_freq - 1))
+            return torch.where(AF.valid_mask(n, x.shape[-1])[:, None, :], y, xs)
+
+        return AF.on_rows(params.apply, warp, x, params.alpha, lengths), lengths
 
 
 @dataclass(frozen=True, kw_only=True)
 class Tempo(RateAugmentation):
     """Time stretch of the magnitude spectrogram, rate uniform in ``[min_rate, max_rate]``
-    (``rate > 1`` faster, fewer frames). Pitch unchanged. Frame lengths updated."""
+    (``rate > 1`` faster, fewer frames). Pitch unchanged. Frame lengths updated; as for ``speed``,
+    a slower row keeps its frame count (and loses its end) and the batch width never changes."""
 
     name = "tempo"
     stage = "linear"
 
     def output_lengths(self, params: RateParams, lengths):
-        return torch.where(params.apply, AF.stretched_length(lengths, params.rate), lengths)
+        return torch.where(params.apply, AF.kept_length(lengths, params.rate), lengths)
 
     def apply(self, x: Tensor, params: RateParams, lengths: Tensor):
-        mag, new = AF.resample_time(x.clamp_min(0).sqrt(), params.rate, lengths, min_width=x.shape[-1])
-        return keep(params, mag.square(), AF.fit_width(x, mag.shape[-1])), torch.where(params.apply, new, lengths)
+        mag, new = AF.resample_time(x.clamp_min(0).sqrt(), params.rate, lengths)
+        return keep(params, mag.square(), x), torch.where(params.apply, new, lengths)

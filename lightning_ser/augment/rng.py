@@ -10,6 +10,7 @@ int64 range (no reliance on overflow semantics on any backend).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from dataclasses import dataclass
@@ -47,6 +48,25 @@ def stream_key(seed: int, epoch: int, op: str, draw: int) -> int:
     h = _fmix32_py(h ^ (epoch & MASK32))
     h = _fmix32_py(h ^ op_code(op))
     return _fmix32_py(h ^ (draw & MASK32))
+
+
+def stream_keys(seed: int, epoch: int, streams, device) -> Tensor:
+    """``(K,)`` int64 keys of ``K`` ``(op, draw)`` streams on ``device`` (one host→device copy)."""
+    keys = [stream_key(seed, epoch, op, d) for op, d in streams]
+    return torch.tensor(keys, dtype=torch.int64).to(device)
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_constant(values: tuple, dtype: torch.dtype, device: str) -> Tensor:
+    return torch.tensor(values, dtype=dtype, device=device)
+
+
+def device_constant(values, dtype: torch.dtype, device) -> Tensor:
+    """A small constant tensor made once per ``(values, dtype, device)`` and reused: per-step code
+    must not build tensors from Python lists, which on a GPU is a copy that waits for the device."""
+    if torch.compiler.is_compiling():  # traced code: a graph constant, made once at compile time
+        return torch.tensor(list(values), dtype=dtype, device=device)
+    return _cached_constant(tuple(values), dtype, str(torch.device(device)))
 
 
 def hash_reference(sample_id: int, seed: int, epoch: int, op: str, draw: int = 0) -> int:
@@ -113,9 +133,7 @@ class SampleRNG:
     def randint(self, ids: Tensor, op: str, low, high, draw: int = 0) -> Tensor:
         """Integers in ``[low, high)`` (``high > low``); bounds may be ints or ``(B,)`` tensors."""
         u = self.uniform(ids, op, draw).double()
-        span = torch.as_tensor(high, device=ids.device) - torch.as_tensor(low, device=ids.device)
-        out = torch.as_tensor(low, device=ids.device) + torch.floor(u * span).long()
-        return out.long()
+        return (torch.floor(u * (high - low)).long() + low).long()
 
     def bernoulli(self, ids: Tensor, op: str, p: float, draw: int = 0) -> Tensor:
         """Boolean ``(B,)``: True with probability ``p``."""
@@ -130,12 +148,9 @@ class SampleRNG:
 
     def categorical(self, ids: Tensor, op: str, weights, draw: int = 0) -> Tensor:
         """Index in ``[0, len(weights))`` drawn with the given (unnormalised) weights."""
-        w = torch.as_tensor(weights, dtype=torch.float64, device=ids.device)
-        if (w < 0).any() or float(w.sum()) <= 0:
-            raise ValueError(f"categorical weights must be non-negative with a positive sum, got {weights}")
-        cdf = torch.cumsum(w / w.sum(), 0)
+        cdf = device_constant(cdf_values(weights), torch.float64, ids.device)
         u = self.uniform(ids, op, draw).double()
-        return torch.searchsorted(cdf, u, right=True).clamp_max(len(w) - 1)
+        return torch.searchsorted(cdf, u, right=True).clamp_max(cdf.shape[0] - 1)
 
 
 # ----------------------------------------------------------------------------- numpy (host side)
@@ -157,12 +172,25 @@ def uniform_np(keys: np.ndarray, seed: int, epoch: int, op: str, draw: int = 0) 
     return (h >> np.uint64(8)).astype(np.float64) * _INV_2_24
 
 
-def categorical_cdf(weights) -> np.ndarray:
-    """Cumulative distribution of (unnormalised, non-negative) weights, for :func:`categorical_np`."""
-    w = np.asarray(weights, dtype=np.float64)
-    if (w < 0).any() or w.sum() <= 0:
+def cdf_values(weights) -> list[float]:
+    """Cumulative distribution of (unnormalised, non-negative) weights, in float64 Python floats
+    (plain Python, so traced code sees constants); shared by both categorical draws."""
+    w = [float(x) for x in weights]
+    total = 0.0
+    for x in w:
+        total += x
+    if any(x < 0 for x in w) or not total > 0:
         raise ValueError(f"categorical weights must be non-negative with a positive sum, got {weights}")
-    return np.cumsum(w / w.sum())
+    cdf, acc = [], 0.0
+    for x in w:
+        acc += x / total
+        cdf.append(acc)
+    return cdf
+
+
+def categorical_cdf(weights) -> np.ndarray:
+    """:func:`cdf_values` as an array, for :func:`categorical_np`."""
+    return np.asarray(cdf_values(weights), dtype=np.float64)
 
 
 def categorical_np(keys: np.ndarray, seed: int, epoch: int, op: str, weights=None, draw: int = 0,

@@ -57,8 +57,8 @@ class TimeWarp(Augmentation):
         if self.window is not None and self.window <= self.max_shift:
             raise ValueError(f"time_warp: window={self.window} must exceed max_shift={self.max_shift}")
 
-    def sample_params(self, ids, lengths, epoch, rng: SampleRNG) -> TimeWarpParams:
-        apply = self.draw_apply(ids, rng, epoch)
+    def sample_params(self, ids, lengths, rng: SampleRNG) -> TimeWarpParams:
+        apply = self.draw_apply(ids, rng)
         last = (lengths.long() - 1).clamp_min(0)
         if self.window is None:
             half = None
@@ -139,15 +139,15 @@ class FreqMask(_Mask):
     max_width: int = 8
     n_mels: int = 64
 
-    def sample_params(self, ids, lengths, epoch, rng: SampleRNG) -> MaskParams:
-        apply = self.draw_apply(ids, rng, epoch)
+    def sample_params(self, ids, lengths, rng: SampleRNG) -> MaskParams:
+        apply = self.draw_apply(ids, rng)
         extent = torch.full_like(lengths, self.n_mels)
         return self._draw(ids, rng, apply, extent, torch.full_like(lengths, min(self.max_width, self.n_mels)))
 
     def apply(self, x: Tensor, params: MaskParams, lengths: Tensor):
         if x.shape[1] != self.n_mels:
             raise ValueError(f"freq_mask: built for n_mels={self.n_mels}, got features with {x.shape[1]} bins")
-        valid = AF.valid_mask(lengths, x.shape[-1])
+        valid = AF.valid_mask(lengths, x.shape[-1]) & params.apply[:, None]
         mask = AF.band_mask(x.shape[1], params.start, params.width)[:, :, None] & valid[:, None, :]
         return torch.where(mask, _mask_value(x, valid, self.value), x), lengths
 
@@ -166,12 +166,12 @@ class TimeMask(_Mask):
         if not 0.0 <= self.max_fraction <= 1.0:
             raise ValueError(f"time_mask: max_fraction={self.max_fraction} not in [0, 1]")
 
-    def sample_params(self, ids, lengths, epoch, rng: SampleRNG) -> MaskParams:
-        apply = self.draw_apply(ids, rng, epoch)
+    def sample_params(self, ids, lengths, rng: SampleRNG) -> MaskParams:
+        apply = self.draw_apply(ids, rng)
         cap = torch.floor(self.max_fraction * lengths.double()).long().clamp(max=self.max_width)
         return self._draw(ids, rng, apply, lengths.long(), cap)
 
     def apply(self, x: Tensor, params: MaskParams, lengths: Tensor):
         valid = AF.valid_mask(lengths, x.shape[-1])
-        mask = AF.band_mask(x.shape[-1], params.start, params.width) & valid
+        mask = AF.band_mask(x.shape[-1], params.start, params.width) & valid & params.apply[:, None]
         return torch.where(mask[:, None, :], _mask_value(x, valid, self.value), x), lengths

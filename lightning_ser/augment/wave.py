@@ -1,7 +1,8 @@
 """Waveform ops on ``(B, T)`` float32 batches with ``lengths (B,)`` in samples.
 
 Gain, additive noise at an SNR (white / pink / brown), time shift and speed perturbation. Only the
-valid part of each row is touched; speed changes lengths (rows faster than 1 get shorter).
+valid part of each row is touched; speed changes lengths (rows faster than 1 get shorter), never
+the batch width.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from torch import Tensor
 
 from . import functional as AF
 from .base import Augmentation, Params, keep
-from .rng import SampleRNG
+from .rng import SampleRNG, device_constant
 
 NOISE_EXPONENTS = {"white": 0.0, "pink": 1.0, "brown": 2.0}  # power spectrum ∝ f^-exponent
 
@@ -42,8 +43,8 @@ class Gain(Augmentation):
         super().__post_init__()
         _check_range("gain", self.min_db, self.max_db, "min_db/max_db")
 
-    def sample_params(self, ids, lengths, epoch, rng: SampleRNG) -> GainParams:
-        apply = self.draw_apply(ids, rng, epoch)
+    def sample_params(self, ids, lengths, rng: SampleRNG) -> GainParams:
+        apply = self.draw_apply(ids, rng)
         db = rng.range(ids, self.op("db"), self.min_db, self.max_db)
         return GainParams(apply=apply, db=torch.where(apply, db, torch.zeros_like(db)))
 
@@ -91,20 +92,21 @@ class Noise(Augmentation):
         if self.taps < 16:
             raise ValueError(f"noise: taps={self.taps} too short for a noise-shaping FIR (>= 16)")
 
-    def sample_params(self, ids, lengths, epoch, rng: SampleRNG) -> NoiseParams:
-        apply = self.draw_apply(ids, rng, epoch)
+    def sample_params(self, ids, lengths, rng: SampleRNG) -> NoiseParams:
+        apply = self.draw_apply(ids, rng)
         snr = rng.range(ids, self.op("snr"), self.min_snr_db, self.max_snr_db)
         weights = self.weights if self.weights is not None else [1.0] * len(self.colors)
-        table = torch.tensor([NOISE_EXPONENTS[c] for c in self.colors], device=ids.device)
+        table = device_constant([NOISE_EXPONENTS[c] for c in self.colors], torch.float32, ids.device)
         exponent = table[rng.categorical(ids, self.op("color"), weights)]
         seed = rng.bits(ids, self.op("seed"))
         return NoiseParams(apply=apply, snr_db=snr, exponent=exponent, seed=seed)
 
     def apply(self, x, params: NoiseParams, lengths):
-        rows = params.apply.nonzero().squeeze(1)
-        noise = AF.colored_noise(params.seed[rows], params.exponent[rows], x.shape[-1], self.taps)
-        mixed = AF.mix_at_snr(x[rows], noise.to(x.dtype), params.snr_db[rows], lengths[rows])
-        return x.index_copy(0, rows, mixed), lengths
+        def mix(rows, seed, exponent, snr_db, n):
+            noise = AF.colored_noise(seed, exponent, x.shape[-1], self.taps)
+            return AF.mix_at_snr(rows, noise.to(x.dtype), snr_db, n)
+
+        return AF.on_rows(params.apply, mix, x, params.seed, params.exponent, params.snr_db, lengths), lengths
 
 
 # ----------------------------------------------------------------------------- shift
@@ -133,8 +135,8 @@ class Shift(Augmentation):
         if not 0.0 <= self.max_fraction <= 1.0:
             raise ValueError(f"shift: max_fraction={self.max_fraction} not in [0, 1]")
 
-    def sample_params(self, ids, lengths, epoch, rng: SampleRNG) -> ShiftParams:
-        apply = self.draw_apply(ids, rng, epoch)
+    def sample_params(self, ids, lengths, rng: SampleRNG) -> ShiftParams:
+        apply = self.draw_apply(ids, rng)
         frac = rng.range(ids, self.op("shift"), -self.max_fraction, self.max_fraction).double()
         shift = torch.round(frac * lengths.double()).long()
         return ShiftParams(apply=apply, shift=torch.where(apply, shift, torch.zeros_like(shift)))
@@ -165,8 +167,8 @@ class RateAugmentation(Augmentation):
         super().__post_init__()
         _check_range(self.name, self.min_rate, self.max_rate, "min_rate/max_rate", positive=True)
 
-    def sample_params(self, ids, lengths, epoch, rng: SampleRNG) -> RateParams:
-        apply = self.draw_apply(ids, rng, epoch)
+    def sample_params(self, ids, lengths, rng: SampleRNG) -> RateParams:
+        apply = self.draw_apply(ids, rng)
         rate = rng.range(ids, self.op("rate"), self.min_rate, self.max_rate)
         return RateParams(apply=apply, rate=torch.where(apply, rate, torch.ones_like(rate)))
 
@@ -175,17 +177,19 @@ class RateAugmentation(Augmentation):
 class Speed(RateAugmentation):
     """Speed perturbation (tempo and pitch together) by resampling with linear interpolation.
 
-    Output sample ``t`` reads input position ``t * rate``; new length ``floor((L-1)/rate) + 1``;
-    the batch width grows to the longest new row (never shrinks). No anti-alias filter: for rates
-    near 1 only content within ``(1 - 1/rate)`` of Nyquist folds over.
+    Output sample ``t`` reads input position ``t * rate``. A faster row (``rate > 1``) ends at
+    ``floor((L-1)/rate) + 1``; a slower one keeps its length ``L`` and so loses the last
+    ``1 - rate`` of its content (for training crops, another crop). The batch width never
+    changes: fixed shapes, no host sync. No anti-alias filter: for rates near 1 only content
+    within ``(1 - 1/rate)`` of Nyquist folds over.
     """
 
     name = "speed"
     stage = "wave"
 
     def output_lengths(self, params: RateParams, lengths):
-        return torch.where(params.apply, AF.stretched_length(lengths, params.rate), lengths)
+        return torch.where(params.apply, AF.kept_length(lengths, params.rate), lengths)
 
     def apply(self, x, params: RateParams, lengths):
-        y, new = AF.resample_time(x, params.rate, lengths, min_width=x.shape[-1])
-        return keep(params, y, AF.fit_width(x, y.shape[-1])), torch.where(params.apply, new, lengths)
+        y, new = AF.resample_time(x, params.rate, lengths)
+        return keep(params, y, x), torch.where(params.apply, new, lengths)

@@ -146,7 +146,7 @@ class DaliFeaturizer:
         lm = self.pipeline.logmel
         if lm.normalize_mode != "global":
             return {}
-        if not bool(lm.global_ready):
+        if not lm.has_global_stats:
             raise RuntimeError("DaliFeaturizer: normalize='global' needs pipeline.set_global_stats(mean, std) first")
         mean = lm.global_mean.detach().float().cpu().numpy().reshape(1, -1)  # time-major (N, F) samples
         std = lm.global_std.detach().float().cpu().numpy().reshape(1, -1)

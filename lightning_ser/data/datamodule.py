@@ -70,6 +70,10 @@ class SERDataModule(L.LightningDataModule):
         augment: augmentation policy name (``ser``, ``specaugment_lb``, ``none``) or op list.
         backend: ``torch`` (default) or ``dali`` (NVIDIA DALI, ``pip install -e ".[dali]"``): the
             same features and augmentation from the same per-sample parameters.
+        compile: run the training-time feature + augmentation step through ``torch.compile``
+            (torch backend; training batches are padded to the crop so their shape is fixed).
+        compile_mode: ``torch.compile`` mode, e.g. ``reduce-overhead`` (CUDA graphs) or
+            ``max-autotune``; None is its default.
         seed: seed of every per-sample random draw.
         strict: stop at the first unreadable file instead of skipping and reporting it.
         predict_files: files or folders for ``predict``.
@@ -105,6 +109,8 @@ class SERDataModule(L.LightningDataModule):
         features: dict[str, Any] | None = None,
         augment: str | list[dict] = "ser",
         backend: str = "torch",
+        compile: bool = False,
+        compile_mode: str | None = None,
         seed: int = 0,
         strict: bool = False,
         store_workers: int | None = None,
@@ -213,7 +219,7 @@ class SERDataModule(L.LightningDataModule):
             self._make_pipeline()
         if self.split is None:
             self._make_split()
-        if self.pipeline.logmel.normalize_mode == "global" and not bool(self.pipeline.logmel.global_ready):
+        if self.pipeline.logmel.normalize_mode == "global" and not self.pipeline.logmel.has_global_stats:
             self.pipeline.set_global_stats(*self.global_stats())
 
     def global_stats(self, max_utterances: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
@@ -239,7 +245,7 @@ class SERDataModule(L.LightningDataModule):
     def state_dict(self) -> dict:
         """Saved in checkpoints: the global normalisation statistics, when used."""
         lm = self.pipeline.logmel if self.pipeline is not None else None
-        if lm is None or not bool(lm.global_ready):
+        if lm is None or not lm.has_global_stats:
             return {}
         return {"global_mean": lm.global_mean.cpu(), "global_std": lm.global_std.cpu()}
 
@@ -254,6 +260,10 @@ class SERDataModule(L.LightningDataModule):
 
         self.pipeline = FeaturePipeline(**(self.hparams.features or {}), policy=self.hparams.augment,
                                         seed=self.hparams.seed)
+        if self.hparams.compile:
+            if self.hparams.backend != "torch":
+                raise ValueError("data.compile applies to the torch backend; set data.backend=torch")
+            self.pipeline.compile(**({"mode": self.hparams.compile_mode} if self.hparams.compile_mode else {}))
 
     def _make_split(self) -> None:
         store = self.store
@@ -431,13 +441,23 @@ class SERDataModule(L.LightningDataModule):
             self._dali = None
         wave = batch["audio"].float() / 32768.0
         aug = batch.get("augment")
-        if train and aug is not None and not bool(aug.all()):
+        if train and self.hparams.compile:
+            wave = self._pad_to_crop(wave)
+        mixed = train and aug is not None
+        if mixed and self.hparams.backend == "torch":
+            train, mixed = aug.bool(), False  # a per-row mask: augment only the augmented copies
+        if mixed and not bool(aug.all()):
             feats, frame_lengths = self._featurize_mixed(wave, batch, aug, epoch)
         else:
             feats, frame_lengths = self._featurizer(device)(wave, batch["lengths"], batch["ids"], epoch, train)
         out = dict(batch)
         out["features"], out["frame_lengths"] = feats, frame_lengths
         return out
+
+    def _pad_to_crop(self, wave: torch.Tensor) -> torch.Tensor:
+        """Zero-pad ``(B, T)`` to the crop width, so compiled steps see one shape."""
+        crop = int(self.hparams.crop_seconds * self.sample_rate) if self.hparams.crop_seconds else 0
+        return torch.nn.functional.pad(wave, (0, crop - wave.shape[-1])) if wave.shape[-1] < crop else wave
 
     def _featurizer(self, device: torch.device):
         """The backend's ``(wave, lengths, ids, epoch, train) -> (features, frame_lengths)``."""
@@ -450,7 +470,8 @@ class SERDataModule(L.LightningDataModule):
         return self._dali
 
     def _featurize_mixed(self, wave, batch, aug, epoch):
-        """Augment only the items with ``augment`` set (training-condition presets)."""
+        """Augment only the items with ``augment`` set (training-condition presets), DALI backend;
+        the torch backend does this in one pass (``train`` as a per-row mask)."""
         parts = []
         for flag in (True, False):
             idx = torch.nonzero(aug == flag).flatten()

@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightning_ser.sync import host_reads_are_free
+
 HEADS = ("emotion", "gender", "vad")
 VAD_CENTRE = 3.0  # VAD targets live on 1–5; the head starts at the centre.
 
@@ -301,7 +303,9 @@ class MultitaskAttentionCNN(nn.Module):
             raise ValueError(f"MultitaskAttentionCNN: expected features (B, {self.n_mels}, N), got {tuple(features.shape)}")
         lengths = frame_lengths.to(features.device).long()
         n = features.shape[-1]
-        full = bool((lengths >= n).all())  # one host sync; all-valid batches skip every mask
+        # All-valid batches skip every mask on the CPU (a cheap check there); on a GPU the check
+        # would wait for the device, so the (equivalent) masked path always runs.
+        full = host_reads_are_free(lengths) and bool((lengths >= n).all())
         x = features if full else features * frame_mask(lengths, n)[:, None, :].to(features.dtype)
         # Too-short utterances: zero frames up to min_frames count as valid, alone or batched.
         lengths = lengths.clamp(min=self.min_frames)
