@@ -113,28 +113,31 @@ def synthetic_clips(b: int, seconds: float, seed: int = 0) -> tuple[torch.Tensor
 
 # ----------------------------------------------------------------------------- baselines
 class PerItemTorchaudio:
-    """The same work as policy ``ser``, one clip at a time with torchaudio transforms."""
+    """The same work as policy ``ser``, one clip at a time with torchaudio transforms, on
+    ``device`` (the CPU, as in a Dataset worker, or a GPU, one clip per call)."""
 
-    def __init__(self, n_mels: int = 64, seed: int = 0):
+    def __init__(self, n_mels: int = 64, seed: int = 0, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
         self.spec = taT.Spectrogram(n_fft=512, win_length=400, hop_length=160, power=2.0, center=True,
-                                    pad_mode="constant")
-        self.mel = taT.MelScale(n_mels=n_mels, sample_rate=SR, f_min=20.0, n_stft=257)
-        self.db = taT.AmplitudeToDB("power", top_db=80.0)
+                                    pad_mode="constant").to(self.device)
+        self.mel = taT.MelScale(n_mels=n_mels, sample_rate=SR, f_min=20.0, n_stft=257).to(self.device)
+        self.db = taT.AmplitudeToDB("power", top_db=80.0).to(self.device)
         self.fmask = taT.FrequencyMasking(8)
         self.tmask = taT.TimeMasking(20)
         self.rand = random.Random(seed)
-        self.gen = torch.Generator().manual_seed(seed)
+        self.gen = torch.Generator(device=self.device).manual_seed(seed)
 
     def __call__(self, wave: torch.Tensor) -> torch.Tensor:  # (T,) → (F, N)
         r = self.rand
         if r.random() < 0.5:
             wave = taT.Vol(r.uniform(-6, 6), gain_type="db")(wave)
         if r.random() < 0.3:
-            noise = torch.randn(wave.shape, generator=self.gen)
-            wave = taF.add_noise(wave[None], noise[None], torch.tensor([r.uniform(10, 30)]))[0]
+            noise = torch.randn(wave.shape, generator=self.gen, device=self.device)
+            snr = torch.tensor([r.uniform(10, 30)], device=self.device)
+            wave = taF.add_noise(wave[None], noise[None], snr)[0]
         spec = self.spec(wave)
         if r.random() < 0.3:  # VTLP warp of this clip's spectrogram
-            alpha = torch.tensor([2 ** (r.uniform(-2, 2) / 12)])
+            alpha = torch.tensor([2 ** (r.uniform(-2, 2) / 12)], device=self.device)
             src = AF.vtlp_source_bins(spec.shape[0], alpha)[0]
             i0 = src.floor().long()
             i1 = (i0 + 1).clamp(max=spec.shape[0] - 1)
@@ -293,10 +296,16 @@ def run(args) -> dict:
     t = timeit(lambda: [shifters[i % 3](wave[i]) for i in range(k)], cpu, 1)
     rows.append({"method": "torchaudio PitchShift per clip (waveform pitch shift alone, CPU)", "batch": 1,
                  **_rate(t, k)})
+    if device.type != "cpu":
+        rows += _per_example_on_device(args, device, wave, lengths)
+        rows += _compiled_rows(args, device)
 
     per_item = next(r for r in rows if r["method"].startswith("per-item"))["clips_per_s"]
+    same_device = next((r["clips_per_s"] for r in rows if r["method"].startswith(PER_ITEM_ON_DEVICE)), None)
     for r in rows:
         r["speedup_vs_per_item"] = round(r["clips_per_s"] / per_item, 2)
+        if same_device:
+            r["speedup_vs_per_item_same_device"] = round(r["clips_per_s"] / same_device, 2)
     timing = ("process CPU time (user+sys) per batch, median" if device.type == "cpu"
               else "wall time per batch with cuda synchronize, median")
     return {
@@ -321,6 +330,52 @@ def run(args) -> dict:
     }
 
 
+PER_ITEM_ON_DEVICE = "per-item torchaudio on the same device"
+
+
+def _per_example_on_device(args, device, wave, lengths) -> list[dict]:
+    """The per-example baselines on ``device`` itself: one clip per call (what a GPU does when
+    augmentation runs per item, e.g. in a LightningModule loop over the batch)."""
+    n, rows = wave.shape[0], []
+    wave, lengths = wave.to(device), lengths.to(device)
+    base = PerItemTorchaudio(device=device)
+    t = timeit(lambda: torch.stack([base(wave[i]) for i in range(n)]), device, args.repeats)
+    rows.append({"method": f"{PER_ITEM_ON_DEVICE} ({device.type}, same work, one clip per call)", "batch": 1,
+                 **_rate(t, n)})
+    pipe = FeaturePipeline(policy=args.policy, seed=0).to(device)
+    ids = torch.arange(n, device=device)
+    t = timeit(lambda: [pipe(wave[i:i + 1], lengths[i:i + 1], ids[i:i + 1], 0, True) for i in range(n)],
+               device, args.repeats)
+    rows.append({"method": f"lightning_ser one clip at a time on {device.type} (B=1 loop), policy={args.policy}",
+                 "batch": 1, **_rate(t, n)})
+    return rows
+
+
+def _compiled_rows(args, device) -> list[dict]:
+    """``FeaturePipeline.compile`` (``data.compile``) at each of ``--compile-batches`` and
+    ``--compile-modes``: compile time, throughput, and the largest difference from eager."""
+    rows = []
+    for b in args.compile_batches:
+        wave, lengths = synthetic_clips(b, args.seconds)
+        wave, lengths, ids = wave.to(device), lengths.to(device), torch.arange(b, device=device)
+        eager, _ = FeaturePipeline(policy=args.policy, seed=0).to(device)(wave, lengths, ids, 0, True)
+        for mode in args.compile_modes:
+            pipe = FeaturePipeline(policy=args.policy, seed=0).to(device)
+            pipe.compile(**({} if mode == "default" else {"mode": mode}))
+            t0 = time.perf_counter()
+            got, _ = pipe(wave, lengths, ids, 0, True)
+            got = got.clone()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            compile_s = time.perf_counter() - t0
+            t = timeit(lambda: pipe(wave, lengths, ids, 0, True), device, max(args.repeats, 5), warmup=2)
+            diff = float((got - eager).abs().max())
+            rows.append({"method": f"lightning_ser batched train, policy={args.policy}, torch.compile mode={mode}",
+                         "batch": b, **_rate(t, b), "compile_s": round(compile_s, 1),
+                         "max_abs_diff_vs_eager": diff})
+    return rows
+
+
 def _rate(t: dict, clips: int) -> dict:
     return {"clips_per_s": round(clips / t["s"], 1), "ms_per_clip": round(1000 * t["s"] / clips, 3),
             "wall_clips_per_s": round(clips / t["wall_s"], 1)}
@@ -338,12 +393,15 @@ def to_markdown(res: dict) -> str:
         f"Clips: {res['config']['clip_seconds']} s at 16 kHz; policy `{res['config']['policy']}`. "
         f"Timing: {res['timing']}.",
         "",
-        "| method | batch | clips/s | ms/clip | wall clips/s | × per-item |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| method | batch | clips/s | ms/clip | wall clips/s | × per-item (CPU) | × per-item (same device) | "
+        "compile s, max abs diff vs eager |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in res["rows"]:
+        compiled = f"{r['compile_s']} s, {r['max_abs_diff_vs_eager']:.1e}" if "compile_s" in r else ""
         lines.append(f"| {r['method']} | {r['batch']} | {r['clips_per_s']} | {r['ms_per_clip']} | "
-                     f"{r['wall_clips_per_s']} | {r['speedup_vs_per_item']} |")
+                     f"{r['wall_clips_per_s']} | {r['speedup_vs_per_item']} | "
+                     f"{r.get('speedup_vs_per_item_same_device', '')} | {compiled} |")
     lines += ["", "## Breakdown (ms per batch)", "",
               "| batch | eval (log-mel) | train total | train − eval | log-mel stages | ops alone |",
               "|---:|---:|---:|---:|---|---|"]
@@ -356,7 +414,7 @@ def to_markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> dict:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
     ap.add_argument("--batches", type=int, nargs="+", default=[64, 256])
@@ -367,9 +425,17 @@ def main(argv=None) -> dict:
     ap.add_argument("--pitchshift-clips", type=int, default=6)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (default 1: per-core rates, no OpenMP spin in CPU time; 0: torch default)")
+    ap.add_argument("--compile-batches", type=int, nargs="*", default=[],
+                    help="batch sizes at which to time the torch.compile'd train step (device runs only)")
+    ap.add_argument("--compile-modes", nargs="+", default=["default", "reduce-overhead"],
+                    help="torch.compile modes for --compile-batches (reduce-overhead = CUDA graphs)")
     ap.add_argument("--out-dir", type=Path, default=RESULTS)
     ap.add_argument("--inner-train", type=int, default=0, help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None) -> dict:
+    args = parser().parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     if args.inner_train:

@@ -153,7 +153,7 @@ def _malloc_tuned_run(argv: list[str]) -> dict | None:
     return json.loads(out.stdout)
 
 
-def main(argv=None) -> dict:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
     ap.add_argument("--batches", type=int, nargs="+", default=[64, 256])
@@ -166,8 +166,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--out-dir", type=Path, default=RESULTS)
     ap.add_argument("--no-malloc-run", action="store_true", help="skip the CPU rerun with MALLOC_ENV")
     ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)  # print JSON only
+    return ap
+
+
+def main(argv=None) -> dict:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = ap.parse_args(argv)
+    args = parser().parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     if args.device.startswith("cuda") and not torch.cuda.is_available():

@@ -224,7 +224,7 @@ def per_item_datamodule(base, crop_seconds: float, seed: int):
 def data_options(args) -> dict:
     opts = dict(corpus="synthetic", cache_dir=args.cache_dir, root=args.root, batch_size=args.batch_size,
                 num_workers=args.our_workers, crop_seconds=args.crop_seconds, store_workers=args.store_workers,
-                seed=0)
+                seed=0, compile=getattr(args, "compile", False))
     if args.corpus_options:
         opts["corpus_options"] = json.loads(args.corpus_options)
     return opts
@@ -382,10 +382,7 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> None:
-    from lightning_ser.malloc import tune_malloc
-
-    tune_malloc()  # as `python -m lightning_ser` does; applies to every pipeline in this process
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--steps", type=int, default=20, help="measured steps per pipeline")
@@ -405,13 +402,26 @@ def main(argv=None) -> None:
     ap.add_argument("--pipelines", default=",".join(PIPELINES))
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     ap.add_argument("--rounds", type=int, default=2, help="pipelines alternate this many times (steps split)")
-    args = ap.parse_args(argv)
-    os.environ.setdefault("WANDB_MODE", "offline")
+    ap.add_argument("--compile", action="store_true", help="lightning_ser pipelines with data.compile")
+    return ap
 
-    pipelines = args.pipelines.split(",")
-    unknown = set(pipelines) - set(PIPELINES)
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = parser()
+    args = ap.parse_args(argv)
+    unknown = set(args.pipelines.split(",")) - set(PIPELINES)
     if unknown:
         ap.error(f"unknown pipelines {sorted(unknown)}; choose from {PIPELINES}")
+    return args
+
+
+def main(argv=None) -> None:
+    from lightning_ser.malloc import tune_malloc
+
+    tune_malloc()  # as `python -m lightning_ser` does; applies to every pipeline in this process
+    args = parse_args(argv)
+    os.environ.setdefault("WANDB_MODE", "offline")
+    pipelines = args.pipelines.split(",")
     hw = hardware(args.device, args.threads)
     # generate the corpus and decode the store once, before any timing
     from lightning_ser.data.datamodule import SERDataModule
@@ -433,7 +443,7 @@ def main(argv=None) -> None:
               f"{r['data_stall_fraction']:.2f}, augmentation {r['augmentation_share']:.2f}", flush=True)
     config = {k: getattr(args, k) for k in ("device", "steps", "rounds", "warmup", "batch_size", "num_workers", "our_workers",
                                             "threads", "crop_seconds", "precision", "corpus_options",
-                                            "backbone_options")}
+                                            "backbone_options", "compile")}
     command = "python benchmarks/bench_train.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     report = {"benchmark": "bench_train", "command": command, "config": config, "hardware": hw,
               "prepare_seconds": prepare_s, "matched_policy": MATCHED_POLICY, "results": results}

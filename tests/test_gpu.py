@@ -47,3 +47,63 @@ def test_fit_runs_on_the_gpu(tiny_synthetic_root, tmp_path):
     assert proc.returncode == 0, out[-3000:]
     assert "GPU available: True (cuda), used: True" in out
     assert "test/emotion/ua" in out
+
+
+def test_training_step_never_waits_for_the_gpu(monkeypatch):
+    """Features, augmentation (every op), network, loss and backward under
+    ``set_sync_debug_mode("error")``: any host synchronisation raises."""
+    from test_host_sync import EVERY_OP, _batch, _train_step
+
+    from lightning_ser.data.datamodule import SERDataModule
+    from lightning_ser.losses import MultitaskLoss
+    from lightning_ser.models.attention_cnn import MultitaskAttentionCNN
+
+    dm = SERDataModule(augment=EVERY_OP, seed=3)
+    net, loss_fn = MultitaskAttentionCNN(n_mels=64, num_classes=4).cuda(), MultitaskLoss(4).cuda()
+    batch = {k: v.cuda() for k, v in _batch().items()}
+    _train_step(dm, net, loss_fn, batch, epoch=1)  # first step of the epoch: keys, cuFFT plans, cuDNN
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        loss = _train_step(dm, net, loss_fn, batch, epoch=1)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(loss).item()
+
+
+@pytest.mark.parametrize("policy", ["ser", "dali_ops", "with_speed"])
+def test_dali_on_the_gpu_matches_the_torch_path(policy):
+    """The DALI backend's CUDA graph gives the torch path's features for the same params."""
+    pytest.importorskip("nvidia.dali")
+    from test_dali import DALI_OPS, DB_TOL, NORM_TOL, WITH_SPEED, assert_close_on_valid, clips
+
+    from lightning_ser.augment.pipeline import FeaturePipeline
+    from lightning_ser.dali import make_dali_featurizer
+
+    ops, normalize, tol = {"ser": ("ser", "utterance", NORM_TOL), "dali_ops": (DALI_OPS, "none", DB_TOL),
+                           "with_speed": (WITH_SPEED, "none", DB_TOL)}[policy]
+    ids = torch.arange(40, 56)
+    wave, lengths = clips(ids, extra=100)
+    pipe = FeaturePipeline(policy=ops, normalize=normalize, seed=3).cuda()
+    feat = make_dali_featurizer(pipe, "cuda")
+    for train in (False, True):
+        want, want_frames = pipe(wave.cuda(), lengths.cuda(), ids.cuda(), 2, train)
+        got, frames = feat(wave.cuda(), lengths.cuda(), ids.cuda(), 2, train)
+        assert got.is_cuda and torch.equal(frames.cpu(), want_frames.cpu())
+        assert_close_on_valid(got.cpu(), want.cpu(), frames.cpu(), tol)
+
+
+def test_compiled_pipeline_on_the_gpu_matches_eager():
+    from lightning_ser.augment.pipeline import FeaturePipeline
+    from test_host_sync import EVERY_OP, _batch
+
+    torch._dynamo.reset()
+    batch = {k: v.cuda() for k, v in _batch().items()}
+    args = (batch["audio"].float() / 32768, batch["lengths"], batch["ids"])
+    eager = FeaturePipeline(policy=EVERY_OP, seed=4).cuda()
+    compiled = FeaturePipeline(policy=EVERY_OP, seed=4).cuda().compile()
+    for epoch in (0, 1):
+        want, want_frames = eager(*args, epoch, True)
+        got, got_frames = compiled(*args, epoch, True)
+        assert torch.equal(got_frames, want_frames)
+        torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-3)
