@@ -10,7 +10,9 @@ False are filtered out. A task with no labelled item over the whole (synced) epo
 
 Conventions worth knowing (both torchmetrics'): macro averages skip classes that are neither
 present nor predicted, but a class predicted and never present counts with recall 0 (sklearn does
-the same); ``ConcordanceCorrCoef`` uses unbiased (n−1) variances.
+the same); ``ConcordanceCorrCoef`` uses unbiased (n−1) variances. CCC is computed from the
+covariance directly, so a constant prediction scores 0 (torchmetrics reports NaN when a variance
+is near zero, which bf16 outputs of an untrained head easily are).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 from torchmetrics import ConcordanceCorrCoef, Metric, MetricCollection
+from torchmetrics.regression.pearson import _final_aggregation
 from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassConfusionMatrix,
@@ -28,6 +31,21 @@ from torchmetrics.classification import (
 )
 
 IGNORE = -100
+
+
+class CovarianceCCC(ConcordanceCorrCoef):
+    """Lin's CCC ``2 cov / (var_x + var_y + (mean_x − mean_y)²)`` from torchmetrics' running
+    (DDP-synced) moments, without going through Pearson's r: a constant prediction gives 0, and
+    only two constant, equal series (0 / 0) give NaN. ``(D,)`` for ``num_outputs = D``."""
+
+    def compute(self) -> Tensor:
+        mx, my, vx, vy, cxy, n = self.mean_x, self.mean_y, self.var_x, self.var_y, self.corr_xy, self.n_total
+        if (self.num_outputs == 1 and mx.numel() > 1) or (self.num_outputs > 1 and mx.ndim > 1):
+            mx, my, _, _, vx, vy, cxy, n = _final_aggregation(
+                means_x=mx, means_y=my, maxs_abs_x=self.max_abs_dev_x, maxs_abs_y=self.max_abs_dev_y,
+                vars_x=vx, vars_y=vy, corrs_xy=cxy, nbs=n)
+        dof = (n - 1).clamp_min(1)
+        return 2 * (cxy / dof) / (vx / dof + vy / dof + (mx - my) ** 2)
 VAD_NAMES = ("valence", "arousal", "dominance")
 
 
@@ -103,7 +121,7 @@ class SERMetrics(nn.Module):
         self.topk = MulticlassAccuracy(top_k=top_k, average="micro", **kw) if num_classes > top_k else None
         self.confmat = MulticlassConfusionMatrix(**kw)
         self.gender_acc = MulticlassAccuracy(num_classes=2, average="micro", ignore_index=IGNORE)
-        self.vad_ccc = ConcordanceCorrCoef(num_outputs=len(VAD_NAMES))
+        self.vad_ccc = CovarianceCCC(num_outputs=len(VAD_NAMES))
         self.support = _Support()
 
     @torch.no_grad()

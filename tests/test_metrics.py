@@ -102,3 +102,23 @@ def test_top3_only_with_more_than_three_classes_and_names_checked():
     assert "emotion/top3" not in m.compute()
     with pytest.raises(ValueError, match="class_names"):
         SERMetrics(4, ["x"])
+
+
+def test_ccc_equals_torchmetrics_and_is_zero_for_a_constant_prediction():
+    """CCC from the covariance: the same value as torchmetrics on ordinary data, over several
+    updates; a constant prediction (an untrained head in bf16) scores 0, not NaN."""
+    from torchmetrics import ConcordanceCorrCoef
+
+    from lightning_ser.metrics import CovarianceCCC
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(60, 3, generator=g)
+    y = 0.5 * x + torch.randn(60, 3, generator=g)
+    ours, ref = CovarianceCCC(num_outputs=3), ConcordanceCorrCoef(num_outputs=3)
+    for i in range(0, 60, 20):
+        ours.update(x[i:i + 20], y[i:i + 20])
+        ref.update(x[i:i + 20], y[i:i + 20])
+    torch.testing.assert_close(ours.compute(), ref.compute())
+    const = CovarianceCCC(num_outputs=3)
+    const.update(torch.full((20, 3), 3.0), y[:20])
+    assert torch.equal(const.compute(), torch.zeros(3))

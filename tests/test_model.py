@@ -173,3 +173,15 @@ def test_handcrafted_feature_dimension():
     feats = net.frame_features(x, lengths)
     assert feats.shape == (1, 3 * 20 + N_MELS + 1, x.shape[-1])
     assert torch.all(feats[..., 30:] == 0)
+
+
+def test_heads_stay_float32_under_bf16_autocast():
+    """VAD regression near 3 in bf16 moves in steps of 0.016: the heads run in float32."""
+    net = MultitaskAttentionCNN(n_mels=64, num_classes=4).eval()
+    x, n = torch.randn(3, 64, 120), torch.tensor([120, 90, 60])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(x, n)
+    assert all(v.dtype == torch.float32 for v in out.values())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        z = net.embed_utterances(x, n)
+    torch.testing.assert_close(out["vad"], net.heads["vad"](z.float()))

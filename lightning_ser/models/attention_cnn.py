@@ -320,4 +320,8 @@ class MultitaskAttentionCNN(nn.Module):
 
     def forward(self, features: Tensor, frame_lengths: Tensor) -> dict[str, Tensor]:
         z = self.embed_utterances(features, frame_lengths)
-        return {name: head(z) for name, head in self.heads.items()}
+        # Heads in float32 even under autocast: bf16 has 8 bits of mantissa, too coarse for VAD
+        # regression near its 1–5 scale (steps of 0.016 at 3) and cheap to avoid here.
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            z = z.float()
+            return {name: head(z) for name, head in self.heads.items()}
