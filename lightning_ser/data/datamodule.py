@@ -32,10 +32,20 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("LIGHTNING_SER_CACHE", "~/.cache/lightning_ser")).expanduser()
 
 
-def default_num_workers() -> int:
-    """0: a batch is a slice of the memory-mapped store (~0.5 ms for 64 clips), cheaper than the
-    inter-process transfer DataLoader workers would add (benchmarks/results/bench_dataloader_cpu.md)."""
-    return 0
+def default_num_workers(accelerator: str = "cpu") -> int:
+    """DataLoader workers when ``data.num_workers`` is not set.
+
+    CPU training: 0. A batch is a slice of the memory-mapped store (~0.5 ms for 64 clips), cheaper
+    than the inter-process transfer workers add (benchmarks/results/bench_dataloader_cpu.md).
+    GPU training: up to 4 (the usable cores per process, minus one). The GPU runs a step while the
+    host slices the next batch; in-process loading stalled an H100 for 17 % of each step at batch
+    256, 4 workers for 3 % (benchmarks/results/bench_train_cuda*.md).
+    """
+    if accelerator != "cuda":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    per_process = cores // max(1, torch.cuda.device_count())
+    return max(0, min(4, per_process - 1))
 
 
 class SERDataModule(L.LightningDataModule):
@@ -54,7 +64,8 @@ class SERDataModule(L.LightningDataModule):
         duplicates: ``keep`` every take, or ``first`` take only.
         protocol / fold / protocol_options: the speaker-independent split
             (:func:`~lightning_ser.splits.make_splits`); ``default`` = the corpus's protocol.
-        batch_size / eval_batch_size / num_workers / pin_memory: loader settings.
+        batch_size / eval_batch_size / num_workers / pin_memory: loader settings; ``num_workers``
+            None picks by device (:func:`default_num_workers`: 0 on a CPU, up to 4 on a GPU).
         crop_seconds: training crop (random offset per example and epoch).
         segment_seconds: train on fixed windows cut after splitting instead of random crops.
         bucketing: group eval utterances (and train crops) of similar length into batches.
@@ -130,7 +141,7 @@ class SERDataModule(L.LightningDataModule):
         if duplicates not in ("keep", "first"):
             raise ValueError(f"duplicates must be 'keep' or 'first', got {duplicates!r}")
         self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = default_num_workers() if num_workers is None else num_workers
+        self.num_workers = num_workers  # None: default_num_workers() for the trainer's device
         self.sample_rate = int((features or {}).get("sample_rate", 16000))
         self._scan: CorpusScan | None = None
         self._utts: list[Utterance] | None = None
@@ -333,13 +344,20 @@ class SERDataModule(L.LightningDataModule):
                                     lengths=dataset.item_lengths,
                                     bucket_size=batch_size * 32 if self.hparams.bucketing else 0,
                                     **self._rank_info())
-        workers = self.num_workers
+        workers = self._workers()
         # own generator: iterator creation must not draw from the global RNG (exact resume)
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate_batch,
                           generator=torch.Generator().manual_seed(self.hparams.seed),
                           num_workers=workers, persistent_workers=workers > 0,
                           pin_memory=self.hparams.pin_memory and torch.cuda.is_available(),
                           drop_last=train)
+
+    def _workers(self) -> int:
+        if self.num_workers is not None:
+            return self.num_workers
+        trainer = self.trainer
+        device = trainer.strategy.root_device.type if trainer is not None else "cpu"
+        return default_num_workers(device)
 
     def _rank_info(self) -> dict:
         trainer = self.trainer
@@ -419,7 +437,7 @@ class SERDataModule(L.LightningDataModule):
         if self.hparams.predict_files:
             files = expand_audio_paths(self.hparams.predict_files)
             return DataLoader(FileDataset(files, self.sample_rate), batch_size=self.eval_batch_size,
-                              collate_fn=collate_files, num_workers=self.num_workers)
+                              collate_fn=collate_files, num_workers=self._workers())
         return self._eval_loaders("test")
 
     # ------------------------------------------------------------------ device side
