@@ -336,6 +336,14 @@ def hardware(device: str, threads: int) -> dict:
     return hw
 
 
+def _our_workers(cfg: dict) -> str:
+    if cfg.get("our_workers") is not None:
+        return str(cfg["our_workers"])
+    from lightning_ser.data.datamodule import default_num_workers
+
+    return f"{default_num_workers(cfg['device'])} (the default)"
+
+
 def markdown(report: dict) -> str:
     cfg, hw, rows = report["config"], report["hardware"], report["results"]
     base = next((r for r in rows if r["pipeline"] == "per_item_baseline"), None)
@@ -347,7 +355,7 @@ def markdown(report: dict) -> str:
         f"Default network ({rows[0]['params'] / 1e6:.2f} M parameters), batch {cfg['batch_size']}, "
         f"{cfg['crop_seconds']:g} s crops, {cfg['steps']} measured steps per pipeline in {cfg['rounds']} alternating "
         f"rounds (each after {cfg['warmup']} warm-up steps), "
-        f"DataLoader workers: {cfg.get('our_workers', cfg['num_workers'])} for lightning_ser, {cfg['num_workers']} for the "
+        f"DataLoader workers: {_our_workers(cfg)} for lightning_ser, {cfg['num_workers']} for the "
         f"baseline; glibc malloc tuned as by the CLI; {cfg['precision']} precision; corpus: synthetic "
         f"{cfg['corpus_options'] or '(default: 10 speakers, 6 emotions, 720 utterances)'}.",
         f"Hardware: {hw.get('gpu', hw['cpu_model'])}; {hw['usable_cores']} usable CPU cores "
@@ -389,8 +397,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--warmup", type=int, default=3, help="steps before measuring (worker start-up, allocator)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--num-workers", type=int, default=2, help="DataLoader workers of the per-item baseline")
-    ap.add_argument("--our-workers", type=int, default=0,
-                    help="DataLoader workers of lightning_ser's pipelines (0, the shipped default: a batch is a memory slice)")
+    ap.add_argument("--our-workers", type=int, default=None,
+                    help="DataLoader workers of lightning_ser's pipelines (default: the shipped default, "
+                         "0 on a CPU and 4 on a GPU)")
     ap.add_argument("--threads", type=int, default=max(1, min(8, os.cpu_count() or 1)))
     ap.add_argument("--crop-seconds", type=float, default=3.0)
     ap.add_argument("--precision", default="32-true", help="Lightning precision, e.g. bf16-mixed on a GPU")
