@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torchaudio.functional import melscale_fbanks
 
-NORMALIZE_MODES = ("utterance", "global", "none")
+NORMALIZE_MODES = ("utterance", "global", "speaker", "none")
 
 
 def valid_frames(frame_lengths: Tensor, n: int) -> Tensor:
@@ -35,7 +35,8 @@ class LogMel(nn.Module):
         n_mels, f_min, f_max: HTK mel filterbank (``f_max=None`` → Nyquist).
         top_db: floor at (each example's max over its valid frames) − ``top_db``; None disables.
         normalize: ``"utterance"`` (per example, per mel bin mean/std over valid frames),
-            ``"global"`` (buffers set by :meth:`set_global_stats`) or ``"none"``.
+            ``"global"`` (buffers set by :meth:`set_global_stats`), ``"speaker"`` (per example
+            statistics passed in, e.g. its speaker's; see :meth:`normalize`) or ``"none"``.
         amin: power floor before the log.
     """
 
@@ -116,9 +117,33 @@ class LogMel(nn.Module):
             db = torch.maximum(db, peak - self.top_db)
         return db.mul_(valid)
 
-    def normalize(self, x: Tensor, frame_lengths: Tensor) -> Tensor:
-        """Normalise ``(B, F, N)`` ignoring padded frames; padded frames are 0 on return."""
+    def moments(self, wave: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Per-example sums over valid frames of the dB log-mel (what every normalisation mode is
+        computed from): ``(sum (B, F), sum of squares (B, F), frames (B,))``, float64."""
+        frames = self.frame_lengths(lengths)
+        db = self.mel_db(self.power_spectrogram(wave), frames).double()  # padded frames are 0
+        return db.sum(-1), db.square().sum(-1), frames.to(torch.float64)
+
+    @staticmethod
+    def mean_std(total: Tensor, squares: Tensor, count: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and std ``(..., F)`` float32 from :meth:`moments` summed over a group
+        (``count (...,)`` frames); the variance is floored at 1e-8 dB²."""
+        n = count.clamp_min(1)[..., None]
+        mean = total / n
+        std = (squares / n - mean.square()).clamp_min(1e-8).sqrt()
+        return mean.float(), std.float()
+
+    def normalize(self, x: Tensor, frame_lengths: Tensor, stats: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """Normalise ``(B, F, N)`` ignoring padded frames; padded frames are 0 on return.
+
+        ``stats``: per-example ``(mean (B, F), std (B, F))``, required by ``"speaker"`` (each
+        example's speaker statistics) and ignored by the other modes."""
         valid = valid_frames(frame_lengths, x.shape[-1])[:, None, :].to(x.dtype)
+        if self.normalize_mode == "speaker":
+            if stats is None:
+                raise ValueError("LogMel: normalize='speaker' needs per-example (mean, std) statistics")
+            mean, std = stats
+            return (x - mean[:, :, None]).div_(std[:, :, None]).mul_(valid)
         if self.normalize_mode == "utterance":
             n = frame_lengths.clamp_min(1).to(x.dtype)[:, None, None]
             mean = (x * valid).sum(-1, keepdim=True) / n
@@ -131,7 +156,7 @@ class LogMel(nn.Module):
             x = (x - self.global_mean[None, :, None]) / self.global_std[None, :, None]
         return x * valid
 
-    def forward(self, wave: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, wave: Tensor, lengths: Tensor, stats: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
         """``(B, T)``, ``(B,)`` samples → features ``(B, F, N)``, frame_lengths ``(B,)``."""
         frames = self.frame_lengths(lengths)
-        return self.normalize(self.mel_db(self.power_spectrogram(wave), frames), frames), frames
+        return self.normalize(self.mel_db(self.power_spectrogram(wave), frames), frames, stats), frames

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from lightning_ser.losses import MultitaskLoss
 from lightning_ser.metrics import SERMetrics
 from lightning_ser.models import build_backbone
+from lightning_ser.optim import OPTIMIZERS, SCHEDULERS, make_optimizer, param_groups, warmup_cosine
 
 MONITOR = "val/emotion/ua"
 WINDOW_CHUNK = 256  # windows per forward pass at eval, bounds memory for very long utterances
@@ -49,8 +50,9 @@ class SERModule(pl.LightningModule):
             :class:`~lightning_ser.losses.MultitaskLoss`.
         lr, weight_decay: optimiser settings; biases, norms and loss weights get no decay.
         optimizer: ``"adamw" | "adam" | "sgd"`` (SGD: Nesterov momentum 0.9).
-        scheduler: ``"plateau"`` (halve the LR after 5 epochs without ``val/emotion/ua``
-            improving), ``"cosine"`` (per step to 0 over the run), ``"none"``.
+        scheduler: ``"warmup_cosine"`` (linear warm-up over ``warmup_fraction`` of the run's
+            steps, then cosine to ``min_lr_ratio × lr``), ``"plateau"`` (halve the LR after 5
+            epochs without ``val/emotion/ua`` improving), ``"cosine"`` (per step to 0), ``"none"``.
         eval_window_frames, eval_hop_frames: sliding-window scoring at eval, in frames.
         tta_views: test/predict-time augmentation views, taken from the datamodule's
             ``tta_batches(batch, k) -> list[batch]`` when it has one.
@@ -73,16 +75,18 @@ class SERModule(pl.LightningModule):
         weight_decay: float = 1e-4,
         optimizer: str = "adamw",
         scheduler: str = "plateau",
+        warmup_fraction: float = 0.05,
+        min_lr_ratio: float = 0.0,
         eval_window_frames: int = 400,
         eval_hop_frames: int = 200,
         tta_views: int = 1,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net"])
-        if optimizer not in ("adamw", "adam", "sgd"):
-            raise ValueError(f"optimizer={optimizer!r}: expected 'adamw', 'adam' or 'sgd'")
-        if scheduler not in ("plateau", "cosine", "none"):
-            raise ValueError(f"scheduler={scheduler!r}: expected 'plateau', 'cosine' or 'none'")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer={optimizer!r}: expected one of {OPTIMIZERS}")
+        if scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler={scheduler!r}: expected one of {SCHEDULERS}")
         if not 0 < eval_hop_frames <= eval_window_frames:
             raise ValueError(f"eval_hop_frames={eval_hop_frames}: expected 0 < hop ≤ eval_window_frames={eval_window_frames}")
         if tta_views < 1:
@@ -300,17 +304,7 @@ class SERModule(pl.LightningModule):
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> Any:
         hp = self.hparams
-        decay, no_decay = [], []
-        for name, p in self.named_parameters():
-            if p.requires_grad:
-                (no_decay if p.ndim < 2 or name.startswith("loss.") else decay).append(p)
-        groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        if hp.optimizer == "adamw":
-            opt = torch.optim.AdamW(groups, lr=hp.lr)
-        elif hp.optimizer == "adam":
-            opt = torch.optim.Adam(groups, lr=hp.lr)
-        else:
-            opt = torch.optim.SGD(groups, lr=hp.lr, momentum=0.9, nesterov=True)
+        opt = make_optimizer(hp.optimizer, param_groups(self.named_parameters(), hp.weight_decay), hp.lr)
         if hp.scheduler == "none":
             return opt
         if hp.scheduler == "plateau":
@@ -320,6 +314,10 @@ class SERModule(pl.LightningModule):
                                                        "interval": "epoch", "strict": False}}
         total = self.trainer.estimated_stepping_batches
         if not math.isfinite(total) or total < 1:
-            raise ValueError(f"scheduler='cosine' needs a bounded run (max_steps or max_epochs); estimated steps = {total}")
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(total))
+            raise ValueError(f"scheduler={hp.scheduler!r} needs a bounded run (max_steps or max_epochs); "
+                             f"estimated steps = {total}")
+        if hp.scheduler == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(total))
+        else:
+            sched = warmup_cosine(opt, int(total), hp.warmup_fraction, hp.min_lr_ratio)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

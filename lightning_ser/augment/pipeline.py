@@ -117,8 +117,10 @@ class FeaturePipeline(nn.Module):
             cur = op.output_lengths(prm, cur)
         return out
 
-    def apply_params(self, wave: Tensor, lengths: Tensor, params: dict[str, Params]) -> tuple[Tensor, Tensor]:
-        """Run the pipeline with given params (replay); ops missing from ``params`` are skipped."""
+    def apply_params(self, wave: Tensor, lengths: Tensor, params: dict[str, Params],
+                     stats: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        """Run the pipeline with given params (replay); ops missing from ``params`` are skipped.
+        ``stats``: per-example normalisation statistics (``normalize="speaker"``)."""
         ops = [op for op in self.ops if op.key in params]
         x, lengths = wave, lengths.long()
         for op in ops:
@@ -130,18 +132,18 @@ class FeaturePipeline(nn.Module):
             if stage == "logmel":
                 x = self.logmel.mel_db(x, frames)
             elif stage == "normalized":
-                x = self.logmel.normalize(x, frames)
+                x = self.logmel.normalize(x, frames, stats)
             for op in ops:
                 if op.stage == stage:
                     x, frames = op.apply(x, params[op.key], frames)
         return x, frames
 
     def _train_step(self, wave: Tensor, lengths: Tensor, ids: Tensor, keys: Tensor | None,
-                    enabled: Tensor | None) -> tuple[Tensor, Tensor]:
+                    enabled: Tensor | None, stats: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor]:
         """Sampling + augmentation + features from the epoch's stream ``keys`` (what gets compiled:
         no Python value in it changes from step to step)."""
         rng = PrefetchedRNG.prefetch(self.seed, None, ids, self._streams, keys)  # epoch is in the keys
-        return self.apply_params(wave, lengths, self._sample(ids, lengths, rng, enabled))
+        return self.apply_params(wave, lengths, self._sample(ids, lengths, rng, enabled), stats)
 
     def compile(self, enabled: bool = True, **options) -> "FeaturePipeline":
         """Run training steps through ``torch.compile`` (``options`` go to it, e.g. ``mode=
@@ -151,16 +153,18 @@ class FeaturePipeline(nn.Module):
         self._compiled = torch.compile(self._train_step, **options) if enabled else None
         return self
 
-    def forward(self, wave: Tensor, lengths: Tensor, ids: Tensor, epoch: int, train: bool | Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, wave: Tensor, lengths: Tensor, ids: Tensor, epoch: int, train: bool | Tensor,
+                stats: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
         """``train``: False (features only), True (augment every row) or a ``(B,)`` bool tensor
-        (augment those rows; the others get exactly their eval features)."""
+        (augment those rows; the others get exactly their eval features). ``stats``: per-example
+        ``(mean (B, F), std (B, F))`` for ``normalize="speaker"``."""
         if wave.dim() != 2 or lengths.shape != (wave.shape[0],) or ids.shape != (wave.shape[0],):
             raise ValueError(f"FeaturePipeline: expected wave (B, T), lengths (B,), ids (B,); got "
                              f"{tuple(wave.shape)}, {tuple(lengths.shape)}, {tuple(ids.shape)}")
         enabled = train if isinstance(train, Tensor) else None
         if (enabled is None and not train) or not self.ops:
-            return self.logmel(wave, lengths)
+            return self.logmel(wave, lengths, stats)
         ids = ids.to(lengths.device).long()
         keys = self.stream_keys(epoch, ids.device) if self._streams else None
         step = self._compiled if self._compiled is not None else self._train_step
-        return step(wave, lengths.long(), ids, keys, enabled)
+        return step(wave, lengths.long(), ids, keys, enabled, stats)

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from lightning_ser.corpora.base import CorpusError, CorpusScan, Utterance, drop_duplicate_takes, get_reader
 from lightning_ser.data.dataset import IGNORE, LabelTable, StoreDataset, collate_batch
-from lightning_ser.data.files import FileDataset, collate_files, expand_audio_paths
+from lightning_ser.data.files import FileDataset, collate_files, expand_audio_paths, speaker_groups
 from lightning_ser.data.sampler import EpochShardSampler
 from lightning_ser.labels import VAD_PROTOTYPES, LabelSpace
 from lightning_ser.splits import Split, make_splits, segment_rows
@@ -88,6 +88,10 @@ class SERDataModule(L.LightningDataModule):
         seed: seed of every per-sample random draw.
         strict: stop at the first unreadable file instead of skipping and reporting it.
         predict_files: files or folders for ``predict``.
+        predict_speaker: with ``features.normalize: speaker``, whose statistics normalise a
+            predicted file: ``folder`` (the files of one folder are one speaker; default),
+            ``file`` (each file its own) or ``training`` (the training speakers' pooled ones,
+            saved in the checkpoint; for a single short file).
     """
 
     def __init__(
@@ -126,6 +130,7 @@ class SERDataModule(L.LightningDataModule):
         strict: bool = False,
         store_workers: int | None = None,
         predict_files: list[str] | None = None,
+        predict_speaker: str = "folder",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -150,6 +155,10 @@ class SERDataModule(L.LightningDataModule):
         self.split: Split | None = None
         self.pipeline = None
         self._dali = None
+        self.speakers: list[str] = []
+        self.speaker_stats: tuple[torch.Tensor, torch.Tensor] | None = None  # (S, F) mean, std
+        self.training_stats: tuple[torch.Tensor, torch.Tensor] | None = None  # (F,) pooled training speakers
+        self._stats_on_device: tuple | None = None
 
     # ------------------------------------------------------------------ corpus → utterances
     def _default_root(self, corpus: str) -> Path:
@@ -230,41 +239,65 @@ class SERDataModule(L.LightningDataModule):
             self._make_pipeline()
         if self.split is None:
             self._make_split()
-        if self.pipeline.logmel.normalize_mode == "global" and not self.pipeline.logmel.has_global_stats:
+        mode = self.pipeline.logmel.normalize_mode
+        if mode == "global" and not self.pipeline.logmel.has_global_stats:
             self.pipeline.set_global_stats(*self.global_stats())
+        if mode == "speaker" and self.speaker_stats is None:
+            self.speaker_stats = self.statistics_by_speaker()
+            self.training_stats = self.global_stats()
+
+    def _moments(self, ds: StoreDataset, pos: np.ndarray, groups: np.ndarray, n_groups: int):
+        """Log-mel moments of items ``pos`` of ``ds`` (whole utterances, no augmentation) summed
+        per group: ``(sum (G, F), squares (G, F), frames (G,))``."""
+        lm = self.pipeline.logmel
+        total = torch.zeros(n_groups, lm.n_mels, dtype=torch.float64)
+        squares, frames = torch.zeros_like(total), torch.zeros(n_groups, dtype=torch.float64)
+        for chunk in np.array_split(np.arange(len(pos)), max(1, -(-len(pos) // 64))):
+            b = ds.__getitems__([int(i) for i in pos[chunk]])
+            s1, s2, n = lm.moments(b["audio"].float() / 32768.0, b["lengths"])
+            g = torch.from_numpy(groups[chunk])
+            total.index_add_(0, g, s1)
+            squares.index_add_(0, g, s2)
+            frames.index_add_(0, g, n)
+        return total, squares, frames
 
     def global_stats(self, max_utterances: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-mel-bin mean and std ``(F,)`` of training log-mels (whole utterances, no augmentation,
         padded frames excluded), over at most ``max_utterances`` spread evenly over the training part."""
         ds = self.eval_dataset("train")
         pos = np.unique(np.linspace(0, len(ds) - 1, min(len(ds), max_utterances)).astype(np.int64))
-        lm = self.pipeline.logmel
-        total = sq = None
-        count = 0
-        for chunk in np.array_split(pos, max(1, -(-len(pos) // 64))):
-            b = ds.__getitems__([int(i) for i in chunk])
-            frames = lm.frame_lengths(b["lengths"])
-            x = lm.mel_db(lm.power_spectrogram(b["audio"].float() / 32768.0), frames)
-            valid = (torch.arange(x.shape[-1])[None, :] < frames[:, None]).to(x.dtype)[:, None, :]
-            s1, s2 = (x * valid).sum((0, 2)).double(), (x * x * valid).sum((0, 2)).double()
-            total, sq = (s1, s2) if total is None else (total + s1, sq + s2)
-            count += int(frames.sum())
-        mean = total / count
-        std = (sq / count - mean * mean).clamp_min(1e-8).sqrt()
-        return mean.float(), std.float()
+        total, squares, frames = self._moments(ds, pos, np.zeros(len(pos), dtype=np.int64), 1)
+        mean, std = self.pipeline.logmel.mean_std(total, squares, frames)
+        return mean[0], std[0]
+
+    def statistics_by_speaker(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-speaker log-mel mean and std ``(S, F)``, rows in :attr:`speakers` order, each from
+        that speaker's own utterances only (whole, unaugmented; padded frames excluded). The test
+        speakers' come from their test utterances: transductive, but no label is read."""
+        rows = np.arange(len(self.split_utterances))
+        ds = StoreDataset(self.store, self._rows, self._labels, crop=None, seed=self.hparams.seed)
+        total, squares, frames = self._moments(ds, rows, self._labels.speaker, len(self.speakers))
+        return self.pipeline.logmel.mean_std(total, squares, frames)
 
     def state_dict(self) -> dict:
-        """Saved in checkpoints: the global normalisation statistics, when used."""
+        """Saved in checkpoints: the global normalisation statistics when used; under speaker
+        normalisation, the pooled statistics of the training speakers (``predict_speaker:
+        training``)."""
         lm = self.pipeline.logmel if self.pipeline is not None else None
-        if lm is None or not lm.has_global_stats:
-            return {}
-        return {"global_mean": lm.global_mean.cpu(), "global_std": lm.global_std.cpu()}
+        state = {}
+        if lm is not None and lm.has_global_stats:
+            state.update(global_mean=lm.global_mean.cpu(), global_std=lm.global_std.cpu())
+        if self.training_stats is not None:
+            state.update(training_mean=self.training_stats[0].cpu(), training_std=self.training_stats[1].cpu())
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         if "global_mean" in state:
             if self.pipeline is None:
                 self._make_pipeline()
             self.pipeline.set_global_stats(state["global_mean"], state["global_std"])
+        if "training_mean" in state:
+            self.training_stats = (state["training_mean"], state["training_std"])
 
     def _make_pipeline(self) -> None:
         from lightning_ser.augment.pipeline import FeaturePipeline
@@ -283,6 +316,7 @@ class SERDataModule(L.LightningDataModule):
         if not utts:
             raise CorpusError(f"the store at {store.path} holds none of the selected utterances")
         self.split_utterances = utts
+        self.speakers = sorted({u.speaker for u in utts})
         splits = make_splits(utts, self.hparams.protocol, seed=self.hparams.seed,
                              **(self.hparams.protocol_options or {}))
         if not 0 <= self.hparams.fold < len(splits):
@@ -304,12 +338,13 @@ class SERDataModule(L.LightningDataModule):
             elif self.hparams.vad_from_emotion:
                 vad[i], mask[i] = VAD_PROTOTYPES[u.emotion], True
         keys = np.array([u.sample_key for u in utts], dtype=np.int64)
-        return LabelTable(emotion, gender, vad, mask, keys)
+        index = {s: i for i, s in enumerate(self.speakers)}
+        speaker = np.array([index[u.speaker] for u in utts], dtype=np.int64)
+        return LabelTable(emotion, gender, vad, mask, keys, speaker)
 
     def _part(self, rows: Sequence[int]) -> tuple[np.ndarray, LabelTable]:
         pos = np.asarray(rows, dtype=np.int64)
-        t = self._labels
-        return self._rows[pos], LabelTable(t.emotion[pos], t.gender[pos], t.vad[pos], t.vad_mask[pos], t.keys[pos])
+        return self._rows[pos], self._labels.subset(pos)
 
     # ------------------------------------------------------------------ variants
     @property
@@ -372,8 +407,7 @@ class SERDataModule(L.LightningDataModule):
             window = int(self.hparams.segment_seconds * self.sample_rate)
             segs = segment_rows(range(len(rows)), self.store.lengths[rows], window)
             pos = np.array([s.row for s in segs], dtype=np.int64)
-            rows, labels = rows[pos], LabelTable(*(getattr(labels, f)[pos] for f in
-                                                   ("emotion", "gender", "vad", "vad_mask", "keys")))
+            rows, labels = rows[pos], labels.subset(pos)
             # a distinct sample key per window keeps their augmentations independent
             labels.keys = (labels.keys * 31 + np.array([s.start for s in segs])) & 0x7FFFFFFF
             segments = np.array([(s.start, s.length) for s in segs], dtype=np.int64)
@@ -385,7 +419,7 @@ class SERDataModule(L.LightningDataModule):
         n = len(rows)
         rep = lambda a: np.concatenate([a] * len(copies))  # noqa: E731
         keys = np.concatenate([(labels.keys + c * 0x3C6EF372) & 0x7FFFFFFF for c in range(len(copies))])
-        labels = LabelTable(rep(labels.emotion), rep(labels.gender), rep(labels.vad), rep(labels.vad_mask), keys)
+        labels = labels.tile(len(copies), keys)
         item_variant = np.repeat([self.variant_names.index(v) for v, _ in copies], n)
         item_augment = np.repeat([a for _, a in copies], n)
         return StoreDataset(self.store, rep(rows), labels, crop=crop,
@@ -436,9 +470,31 @@ class SERDataModule(L.LightningDataModule):
     def predict_dataloader(self):
         if self.hparams.predict_files:
             files = expand_audio_paths(self.hparams.predict_files)
-            return DataLoader(FileDataset(files, self.sample_rate), batch_size=self.eval_batch_size,
+            groups = speaker_groups(files, self.hparams.predict_speaker)
+            if self.pipeline.logmel.normalize_mode == "speaker":
+                self.speaker_stats, self._stats_on_device = self._file_group_stats(files, groups), None
+            return DataLoader(FileDataset(files, self.sample_rate, groups), batch_size=self.eval_batch_size,
                               collate_fn=collate_files, num_workers=self._workers())
         return self._eval_loaders("test")
+
+    def _file_group_stats(self, files, groups: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-group log-mel mean and std of predicted files (each group's own audio), or the
+        training speakers' pooled statistics for ``predict_speaker: training``."""
+        if self.hparams.predict_speaker == "training":
+            if self.training_stats is None:
+                raise RuntimeError("predict_speaker=training: the checkpoint holds no training statistics")
+            return self.training_stats[0][None], self.training_stats[1][None]
+        lm = self.pipeline.logmel
+        n = max(groups, default=0) + 1
+        total = torch.zeros(n, lm.n_mels, dtype=torch.float64)
+        squares, frames = torch.zeros_like(total), torch.zeros(n, dtype=torch.float64)
+        for wave, _, error, _, group in FileDataset(files, self.sample_rate, groups):
+            if error is None and len(wave):
+                s1, s2, f = lm.moments(torch.from_numpy(wave).float()[None] / 32768.0, torch.tensor([len(wave)]))
+                total[group] += s1[0]
+                squares[group] += s2[0]
+                frames[group] += f[0]
+        return lm.mean_std(total, squares, frames)
 
     # ------------------------------------------------------------------ device side
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
@@ -464,13 +520,32 @@ class SERDataModule(L.LightningDataModule):
         mixed = train and aug is not None
         if mixed and self.hparams.backend == "torch":
             train, mixed = aug.bool(), False  # a per-row mask: augment only the augmented copies
+        stats = self._normalisation_stats(batch, device)
         if mixed and not bool(aug.all()):
             feats, frame_lengths = self._featurize_mixed(wave, batch, aug, epoch)
+        elif stats is not None:
+            feats, frame_lengths = self.pipeline(wave, batch["lengths"], batch["ids"], epoch, train, stats)
         else:
             feats, frame_lengths = self._featurizer(device)(wave, batch["lengths"], batch["ids"], epoch, train)
         out = dict(batch)
         out["features"], out["frame_lengths"] = feats, frame_lengths
         return out
+
+    def _normalisation_stats(self, batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Per-example ``(mean (B, F), std (B, F))`` of each example's speaker (``normalize:
+        speaker``); None for the other modes. The tables move to the device once."""
+        if self.pipeline.logmel.normalize_mode != "speaker":
+            return None
+        if self.hparams.backend != "torch":
+            raise ValueError("features.normalize=speaker needs data.backend=torch (the DALI graph "
+                             "normalises per utterance or globally)")
+        if self.speaker_stats is None:
+            raise RuntimeError("features.normalize=speaker: speaker statistics are missing (call setup first)")
+        if self._stats_on_device is None or self._stats_on_device[0] != device:
+            self._stats_on_device = (device, *(t.to(device) for t in self.speaker_stats))
+        _, mean, std = self._stats_on_device
+        index = batch["speaker"]
+        return mean[index], std[index]
 
     def _pad_to_crop(self, wave: torch.Tensor) -> torch.Tensor:
         """Zero-pad ``(B, T)`` to the crop width, so compiled steps see one shape."""

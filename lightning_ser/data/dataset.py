@@ -24,7 +24,8 @@ class LabelTable:
     """Per-row labels, aligned with a dataset's rows.
 
     ``emotion``/``gender``: ``(N,)`` int64 (``-100`` unknown); ``vad``: ``(N, 3)`` float32;
-    ``vad_mask``: ``(N,)`` bool; ``keys``: ``(N,)`` int64 sample keys (the RNG's sample ids).
+    ``vad_mask``: ``(N,)`` bool; ``keys``: ``(N,)`` int64 sample keys (the RNG's sample ids);
+    ``speaker``: ``(N,)`` int64 index of the row's speaker in the datamodule's speaker list.
     """
 
     emotion: np.ndarray
@@ -32,6 +33,15 @@ class LabelTable:
     vad: np.ndarray
     vad_mask: np.ndarray
     keys: np.ndarray
+    speaker: np.ndarray
+
+    def subset(self, pos: np.ndarray) -> "LabelTable":
+        return LabelTable(*(getattr(self, f)[pos] for f in self.__dataclass_fields__))
+
+    def tile(self, copies: int, keys: np.ndarray) -> "LabelTable":
+        """``copies`` copies of every row, one after the other, with new sample ``keys``."""
+        rep = {f: np.concatenate([getattr(self, f)] * copies) for f in self.__dataclass_fields__}
+        return LabelTable(**{**rep, "keys": keys})
 
     def take(self, pos: np.ndarray) -> dict[str, torch.Tensor]:
         return {
@@ -40,6 +50,7 @@ class LabelTable:
             "vad": torch.from_numpy(self.vad[pos]),
             "vad_mask": torch.from_numpy(self.vad_mask[pos]),
             "ids": torch.from_numpy(self.keys[pos]),
+            "speaker": torch.from_numpy(self.speaker[pos]),
         }
 
 

@@ -25,11 +25,15 @@ def expand_audio_paths(paths: Sequence[str]) -> list[Path]:
 
 
 class FileDataset(Dataset):
-    """Item: ``(int16 waveform (T,), path, error or None, position)``."""
+    """Item: ``(int16 waveform (T,), path, error or None, position, speaker group)``.
 
-    def __init__(self, files: Sequence[Path], sample_rate: int = 16000) -> None:
+    ``groups``: a speaker-group index per file (for per-speaker normalisation); 0 for all if None.
+    """
+
+    def __init__(self, files: Sequence[Path], sample_rate: int = 16000, groups: Sequence[int] | None = None) -> None:
         self.files = list(files)
         self.sample_rate = sample_rate
+        self.groups = list(groups) if groups is not None else [0] * len(self.files)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -40,9 +44,9 @@ class FileDataset(Dataset):
         path = self.files[i]
         try:
             wave = to_int16(load_audio(path, self.sample_rate))
-            return wave, str(path), None, i
+            return wave, str(path), None, i, self.groups[i]
         except Exception as exc:  # any decode failure is reported for this file only
-            return np.zeros(0, dtype=np.int16), str(path), f"{type(exc).__name__}: {exc}", i
+            return np.zeros(0, dtype=np.int16), str(path), f"{type(exc).__name__}: {exc}", i, self.groups[i]
 
 
 def collate_files(items) -> dict:
@@ -55,4 +59,20 @@ def collate_files(items) -> dict:
     keys = torch.tensor([stable_key(it[1]) for it in items], dtype=torch.int64)
     return {"audio": torch.from_numpy(audio), "lengths": lengths, "ids": keys,
             "paths": [it[1] for it in items], "errors": [it[2] for it in items],
-            "index": torch.tensor([it[3] for it in items], dtype=torch.int64)}
+            "index": torch.tensor([it[3] for it in items], dtype=torch.int64),
+            "speaker": torch.tensor([it[4] for it in items], dtype=torch.int64)}
+
+
+PREDICT_SPEAKER = ("folder", "file", "training")
+
+
+def speaker_groups(files: Sequence[Path], how: str) -> list[int]:
+    """A speaker-group index per file: ``folder`` (the files of one folder are one speaker),
+    ``file`` (every file is its own speaker) or ``training`` (one group)."""
+    if how not in PREDICT_SPEAKER:
+        raise ValueError(f"predict_speaker={how!r}: choose from {PREDICT_SPEAKER}")
+    if how == "training":
+        return [0] * len(files)
+    keys = [str(Path(f).parent) if how == "folder" else str(f) for f in files]
+    index = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+    return [index[k] for k in keys]
