@@ -160,7 +160,13 @@ def test_no_python_loop_over_the_batch():
 
 def test_policy_errors_list_valid_choices_and_presets_adapt():
     with pytest.raises(ValueError, match="valid ops: .*freq_mask"):
+        FeaturePipeline(policy=[{"name": "chorus"}])
+    with pytest.raises(ValueError, match=r"'reverb' needs --data.rir"):
         FeaturePipeline(policy=[{"name": "reverb"}])
+    with pytest.raises(ValueError, match=r"'reverb' needs --data.rir .*; 'noise_file' needs --data.noise"):
+        FeaturePipeline(policy="robust")
+    with pytest.raises(ValueError, match=r"unknown params \['noise_bank'\]"):  # pipeline-owned, not a policy field
+        FeaturePipeline(policy=[{"name": "noise_file", "noise_bank": "x"}])
     with pytest.raises(ValueError, match=r"unknown params \['F'\]; valid params: .*max_width"):
         FeaturePipeline(policy=[{"name": "freq_mask", "F": 3}])
     with pytest.raises(ValueError, match="'librispeech'"):
@@ -172,7 +178,8 @@ def test_policy_errors_list_valid_choices_and_presets_adapt():
     assert lb20["freq_mask"]["max_width"] == 27 and lb20["time_mask"]["max_width"] == 50
     ops = build_policy([{"name": "time_mask"}, {"name": "gain"}, {"name": "time_mask"}], n_mels=40)
     assert [op.key for op in ops] == ["gain", "time_mask", "time_mask#2"]  # stage order, unique keys
-    assert set(OPS) == {"gain", "noise", "shift", "speed", "pitch", "tempo", "time_warp", "freq_mask", "time_mask"}
+    assert set(OPS) == {"gain", "noise", "shift", "speed", "noise_file", "reverb", "pitch", "tempo", "time_warp",
+                        "freq_mask", "time_mask"}
 
 
 def test_global_normalisation_through_the_pipeline():
