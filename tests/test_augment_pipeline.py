@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
+from bank_builders import noise_bank, rir_bank
 from lightning_ser.augment import functional as AF
 from lightning_ser.augment.pipeline import FeaturePipeline
 from lightning_ser.augment.presets import OPS, build_policy, preset
@@ -12,11 +13,15 @@ from lightning_ser.features import LogMel
 
 SR = 16000
 ALL_OPS = [  # every op, each applied to about half the examples
-    {"name": "gain", "p": 0.5}, {"name": "noise", "p": 0.5}, {"name": "shift", "p": 0.5},
+    {"name": "gain", "p": 0.5}, {"name": "noise", "p": 0.5}, {"name": "reverb", "p": 0.5},
+    {"name": "noise_file", "p": 0.5}, {"name": "shift", "p": 0.5},
     {"name": "speed", "p": 0.5}, {"name": "pitch", "p": 0.5}, {"name": "tempo", "p": 0.5},
     {"name": "time_warp", "p": 0.5, "max_shift": 4}, {"name": "freq_mask", "p": 0.5},
     {"name": "time_mask", "p": 0.5, "max_fraction": 0.3},
 ]
+
+
+BANKS = {"noise": noise_bank(), "rir": rir_bank()}  # for noise_file and reverb
 
 
 def _clips(ids, seed=0):
@@ -42,8 +47,8 @@ def test_eval_is_plain_features_and_none_policy_is_identity():
     ids = torch.arange(6)
     wave, lengths = _clips(ids)
     plain = LogMel()(wave, lengths)
-    for policy in ("ser", "specaugment_lb", ALL_OPS):
-        out = FeaturePipeline(policy=policy)(wave, lengths, ids, epoch=3, train=False)
+    for policy in ("ser", "specaugment_lb", "robust", ALL_OPS):
+        out = FeaturePipeline(policy=policy, banks=BANKS)(wave, lengths, ids, epoch=3, train=False)
         assert torch.equal(out[0], plain[0]) and torch.equal(out[1], plain[1])
     out = FeaturePipeline(policy="none")(wave, lengths, ids, epoch=3, train=True)
     assert torch.equal(out[0], plain[0])
@@ -54,7 +59,7 @@ def test_eval_is_plain_features_and_none_policy_is_identity():
 def test_batched_equals_each_example_alone_unpadded():
     ids = torch.arange(10, 22)
     wave, lengths = _clips(ids)
-    pipe = FeaturePipeline(policy=ALL_OPS, seed=5)
+    pipe = FeaturePipeline(banks=BANKS, policy=ALL_OPS, seed=5)
     params = pipe.sample_params(ids, lengths, 1)
     applied = torch.stack([p.apply for p in params.values()])
     assert applied.any(1).all() and (~applied).any(1).all()  # every op on and off somewhere
@@ -69,7 +74,7 @@ def test_batched_equals_each_example_alone_unpadded():
 
 
 def test_same_id_same_augmentation_in_any_batch():
-    pipe = FeaturePipeline(policy=ALL_OPS, seed=2)
+    pipe = FeaturePipeline(banks=BANKS, policy=ALL_OPS, seed=2)
     ids = torch.arange(40, 48)
     wave, lengths = _clips(ids)
     ref, ref_frames = pipe(wave, lengths, ids, 4, True)
@@ -97,7 +102,7 @@ def test_changes_with_epoch_and_seed_and_replays_exactly():
 def test_no_global_rng_use():
     ids = torch.arange(6)
     wave, lengths = _clips(ids)
-    pipe = FeaturePipeline(policy=ALL_OPS)
+    pipe = FeaturePipeline(banks=BANKS, policy=ALL_OPS)
     torch.manual_seed(0)
     state = torch.get_rng_state()
     a = pipe(wave, lengths, ids, 0, True)[0]
@@ -146,7 +151,7 @@ def test_no_python_loop_over_the_batch():
     """Every torch call (functions and Tensor methods) is counted during a forward: the count is
     the same for B=3 and B=17, so no op runs per example (a loop over B would scale it)."""
     policy = [dict(d, p=1.0) for d in ALL_OPS]
-    pipe = FeaturePipeline(policy=policy)
+    pipe = FeaturePipeline(policy=policy, banks=BANKS)
     pipe(*_clips(torch.arange(2)), torch.arange(2), 0, True)  # makes the epoch's RNG keys (once per epoch)
     counts = []
     for b in (3, 17):
@@ -211,7 +216,7 @@ def test_pipeline_params_equal_each_ops_own_sampling():
 
     ids = torch.arange(30) * 3
     lengths = torch.randint(4000, 9000, (30,), generator=torch.Generator().manual_seed(0))
-    pipe = FeaturePipeline(policy=ALL_OPS, seed=9)
+    pipe = FeaturePipeline(banks=BANKS, policy=ALL_OPS, seed=9)
     got = pipe.sample_params(ids, lengths, 2)
     rng, cur, frames = SampleRNG(9, 2), lengths, None
     for op in pipe.ops:
@@ -228,9 +233,10 @@ def test_pipeline_params_equal_each_ops_own_sampling():
 def test_cuda_matches_cpu():
     ids = torch.arange(8)
     wave, lengths = _clips(ids)
-    pipe = FeaturePipeline(policy=ALL_OPS, seed=3)
+    pipe = FeaturePipeline(banks=BANKS, policy=ALL_OPS, seed=3)
     cpu = pipe(wave, lengths, ids, 1, True)
-    gpu_pipe = FeaturePipeline(policy=ALL_OPS, seed=3).cuda()
+    own_banks = {"noise": noise_bank(), "rir": rir_bank()}  # moved to the GPU; BANKS stay on the CPU
+    gpu_pipe = FeaturePipeline(banks=own_banks, policy=ALL_OPS, seed=3).cuda()
     gpu = gpu_pipe(wave.cuda(), lengths.cuda(), ids.cuda(), 1, True)
     for key, prm in pipe.sample_params(ids, lengths, 1).items():
         for name, value in prm.as_dict().items():
@@ -246,7 +252,7 @@ def test_params_are_bit_identical_at_any_batch_position():
     n = 3000
     ids = torch.arange(n) * 7919 + 13
     lengths = 8000 + (ids * 31) % 40000
-    pipe = FeaturePipeline(policy=ALL_OPS, seed=2)
+    pipe = FeaturePipeline(banks=BANKS, policy=ALL_OPS, seed=2)
     whole = pipe.sample_params(ids, lengths, 1)
     parts = [pipe.sample_params(ids[i:i + 7], lengths[i:i + 7], 1) for i in range(0, n, 7)]
     for key, prm in whole.items():
