@@ -209,6 +209,27 @@ def test_inspection_grid_renders_a_png(tmp_path):
     assert (tmp_path / "cli.png").stat().st_size > 1000
 
 
+def test_inspection_grid_shows_the_bank_ops(tmp_path, bank_options, monkeypatch):
+    """``--policy robust`` with banks: one column per op, reverb and noise_file among them, each
+    changing the features and labelled with its drawn parameters."""
+    from lightning_ser.augment.inspect import _describe, grid_columns, main
+
+    ids = torch.arange(3)
+    wave, lengths = _clips(ids)
+    columns = grid_columns(wave, lengths, ids, FeaturePipeline(policy="robust", banks=BANKS))
+    titles = [c[0] for c in columns]
+    assert titles == ["original", "gain", "reverb", "noise_file", "pitch", "time_warp", "freq_mask", "time_mask"]
+    base = columns[0][1]
+    for title, feats, _, params in columns[2:4]:
+        assert params.apply.all() and not torch.allclose(feats, base), title
+    assert _describe(columns[3][3], 0).startswith("snr_db=") and "offset=" in _describe(columns[3][3], 0)
+    assert _describe(columns[2][3], 0).startswith("rir=")
+    monkeypatch.setenv("LIGHTNING_SER_CACHE", bank_options["cache_dir"])
+    main(["--out", str(tmp_path / "robust.png"), "--policy", "robust", "--seconds", "0.5",
+          "--noise", *bank_options["noise"], "--rir", *bank_options["rir"]])
+    assert (tmp_path / "robust.png").stat().st_size > 1000
+
+
 def test_pipeline_params_equal_each_ops_own_sampling():
     """The pipeline hashes all RNG streams in one pass; the result must equal each op sampling
     with a plain SampleRNG (and so the documented (seed, epoch, id, op) contract)."""
