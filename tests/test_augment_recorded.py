@@ -191,6 +191,8 @@ def test_audio_read_on_the_host_gives_the_same_result():
     torch.testing.assert_close(got[0], want[0], atol=1e-5, rtol=1e-5)
     wider = pipe.fetch_bank_audio(ids, x.shape[-1] + 500, epoch=3, only_host=False)  # e.g. padded to the crop
     torch.testing.assert_close(pipe(x, lengths, ids, 3, True, fetched=wider)[0], want[0], atol=1e-5, rtol=1e-5)
+    off = torch.zeros(len(ids), dtype=torch.bool)  # no row augmented (e.g. training-condition copies)
+    assert torch.equal(pipe(x, lengths, ids, 3, off, fetched=fetched)[0], pipe(x, lengths, ids, 3, False)[0])
 
 
 @pytest.mark.parametrize("op", _ops(p=0.3), ids=["noise_file", "reverb"])

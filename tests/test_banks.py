@@ -166,3 +166,30 @@ def test_bank_placement_keeps_samples_on_the_host_when_asked():
     with pytest.raises(ValueError, match="placement 'gpu'"):
         AudioBank.from_arrays(np.arange(4, dtype=np.int16), noise_layout(np.array([0, 4])), kind="noise",
                               placement="gpu")
+
+
+def test_rir_spectra_are_computed_once_per_fft_size_and_bounded(monkeypatch):
+    from bank_builders import rir_bank
+
+    from lightning_ser.augment import bank as bank_module
+    from lightning_ser.augment.recorded import Reverb
+    from lightning_ser.augment.rng import SampleRNG
+
+    bank = rir_bank()
+    files = torch.tensor([1, 0, 1])
+    spec = bank.spectra(files, 4096)
+    torch.testing.assert_close(spec, torch.fft.rfft(bank.read_padded(files), n=4096), atol=1e-5, rtol=1e-5)
+    table = bank._spectra[(4096, torch.device("cpu"))]
+    assert table.shape == (bank.n_files, 2049) and bank.spectra(files, 4096) is not None
+    assert bank._spectra[(4096, torch.device("cpu"))] is table  # reused, not recomputed
+    for size in (5000, 6000):
+        bank.spectra(files, size)
+    assert list(bank._spectra) == [(5000, torch.device("cpu")), (6000, torch.device("cpu"))]  # the last two sizes
+    x = torch.randn(4, 3000)
+    lengths, ids = torch.tensor([3000, 2500, 2000, 1000]), torch.arange(4)
+    op = Reverb(p=1.0, rir_bank=bank)
+    prm = op.sample_params(ids, lengths, SampleRNG(0, 0))
+    cached = op.apply(x, prm, lengths)[0]
+    monkeypatch.setattr(bank_module, "SPECTRA_BYTES", 1000)  # too small: every batch computes its own
+    assert bank.spectra(files, 7000) is None
+    torch.testing.assert_close(op.apply(x, prm, lengths)[0], cached, atol=1e-5, rtol=1e-5)

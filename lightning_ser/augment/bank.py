@@ -13,7 +13,10 @@ host before the batch moves (:meth:`FeaturePipeline.fetch_bank_audio`, called by
 in ``on_before_batch_transfer``), so the training step never waits for the device; reading it from
 device indices works too, with a host sync (warned once).
 
-Reads never loop over the batch: one index tensor, one gather. Devices: CPU and CUDA.
+Reads never loop over the batch. The samples are stored between :data:`PAD` zeros on either side,
+so a read of up to ``PAD`` samples is a few row copies out of ``samples.unfold`` windows (no
+per-sample index tensor); longer reads fall back to one gather with computed indices (same values).
+Devices: CPU and CUDA.
 """
 from __future__ import annotations
 
@@ -25,6 +28,10 @@ import torch
 from torch import Tensor, nn
 
 PLACEMENTS = ("auto", "device", "host")
+PAD = 1 << 19  # zeros stored before and after the samples (32.8 s at 16 kHz): window reads stay inside
+MAX_WINDOWS = 4  # circular reads that wrap more often than this use computed indices instead
+SPECTRA_BYTES = 256 << 20  # an RIR bank keeps every RIR's spectrum at an FFT size when they fit in this
+SPECTRA_SIZES = 2  # ... for this many FFT sizes (batch widths) at a time
 DEVICE_FRACTION = 0.25  # "auto": a bank moves to a GPU when it takes at most this share of its free memory
 
 
@@ -48,15 +55,18 @@ class AudioBank(nn.Module):
         if not (length.shape == gain.shape == delay.shape == (n,)) or bool((length < 1).any()):
             raise ValueError(f"{kind} bank: start/length/gain/delay must be (N,) with lengths >= 1")
         self.kind, self.sources, self.report, self.placement = kind, list(sources or []), report or {}, placement
-        self.register_buffer("samples", samples.to(torch.int16).contiguous(), persistent=False)
-        self.register_buffer("start", start.long(), persistent=False)
+        zeros = torch.zeros(PAD, dtype=torch.int16)
+        self.register_buffer("samples", torch.cat([zeros, samples.to(torch.int16), zeros]), persistent=False)
+        self.register_buffer("start", start.long() + PAD, persistent=False)
         self.register_buffer("length", length.long(), persistent=False)
         self.register_buffer("gain", gain.float(), persistent=False)
         self.register_buffer("delay", delay.long(), persistent=False)
         self.n_files = int(n)
         self.width = int(length.max())  # the longest file: the width of padded reads (RIRs)
+        self.min_length = int(length.min())
         self._host: AudioBank | None = None  # CPU copy of the layout, made when the samples stay on the host
         self._warned = False
+        self._spectra: dict = {}  # (FFT size, device) → (N, size // 2 + 1) complex spectra of every file
         self.store_path = ""  # the store it was loaded from (load_bank)
 
     @classmethod
@@ -72,6 +82,24 @@ class AudioBank(nn.Module):
     def extra_repr(self) -> str:
         return (f"kind={self.kind}, files={self.n_files}, samples={self.samples.numel()}, "
                 f"width={self.width}, placement={self.placement}, held_on_host={self.held_on_host}")
+
+    @classmethod
+    def _stored(cls, samples: Tensor, start: Tensor, length: Tensor, gain: Tensor, delay: Tensor,
+                like: "AudioBank") -> "AudioBank":
+        """A bank over already padded ``samples`` (shares them), e.g. a view with the layout elsewhere."""
+        bank = cls.__new__(cls)
+        nn.Module.__init__(bank)
+        bank.kind, bank.sources, bank.report, bank.placement = like.kind, like.sources, like.report, "host"
+        for name, t in (("samples", samples), ("start", start), ("length", length), ("gain", gain), ("delay", delay)):
+            bank.register_buffer(name, t, persistent=False)
+        bank.n_files, bank.width, bank.min_length = like.n_files, like.width, like.min_length
+        bank._host, bank._warned, bank.store_path, bank._spectra = None, False, like.store_path, {}
+        return bank
+
+    @property
+    def total_samples(self) -> int:
+        """Samples of the decoded files (without the padding)."""
+        return self.samples.numel() - 2 * PAD
 
     @property
     def nbytes(self) -> int:
@@ -103,8 +131,8 @@ class AudioBank(nn.Module):
             held = held.cpu()
         if torch.cuda.is_available() and not held.is_pinned():
             held = held.pin_memory()  # fast host → device copies of what is read
-        self._set_host(AudioBank(held, self.start.cpu(), self.length.cpu(), self.gain.cpu(), self.delay.cpu(),
-                                 kind=self.kind, sources=self.sources, report=self.report, placement="host"))
+        self._set_host(AudioBank._stored(held, self.start.cpu(), self.length.cpu(), self.gain.cpu(),
+                                         self.delay.cpu(), like=self))
         try:
             super()._apply(fn, recurse)
         finally:
@@ -116,41 +144,83 @@ class AudioBank(nn.Module):
         if self.start.device.type == "cpu":
             return self
         if self._host is None:  # samples on the device: a CPU copy (rare: a host read of a device bank)
-            self._set_host(AudioBank(self.samples.cpu(), self.start.cpu(), self.length.cpu(), self.gain.cpu(),
-                                     self.delay.cpu(), kind=self.kind, sources=self.sources, report=self.report,
-                                     placement="host"))
+            self._set_host(AudioBank._stored(self.samples.cpu(), self.start.cpu(), self.length.cpu(),
+                                             self.gain.cpu(), self.delay.cpu(), like=self))
         return self._host
 
     def _set_host(self, bank: "AudioBank") -> None:
         self.__dict__["_host"] = bank  # a plain attribute, not a submodule: it must not follow .to()
 
     # ------------------------------------------------------------------ reads
-    def _gather(self, index: Tensor) -> Tensor:
-        """``samples[index]`` as float32 on ``index``'s device (a host gather if the samples are elsewhere)."""
+    def _host_side(self, index: Tensor) -> bool:
+        """True when the samples are not on ``index``'s device (a bank held in host memory read from
+        device indices): the read goes through the host, a sync that is warned about once."""
         if self.samples.device == index.device:
-            return self.samples[index].float()
+            return False
         if not self._warned:
             self._warned = True
             warnings.warn(f"{self.kind} bank: samples in host memory read from {index.device} indices (a host "
-                          "sync per read); SERDataModule reads them before the transfer instead", stacklevel=3)
-        return self.samples[index.to(self.samples.device)].to(index.device, non_blocking=True).float()
+                          "sync per read); SERDataModule reads them before the transfer instead", stacklevel=4)
+        return True
+
+    def _gather(self, index: Tensor) -> Tensor:
+        """``samples[index]`` (any shape) as int16 on ``index``'s device."""
+        if self._host_side(index):
+            return self.samples[index.to(self.samples.device)].to(index.device, non_blocking=True)
+        return self.samples[index]
+
+    def _windows(self, first: Tensor, n: int) -> Tensor:
+        """``(B, n)`` int16: ``samples[first[b]: first[b] + n]`` per row (``n <= PAD``)."""
+        if self._host_side(first):
+            return self.samples.unfold(0, n, 1)[first.to(self.samples.device)].to(first.device, non_blocking=True)
+        return self.samples.unfold(0, n, 1)[first]
 
     def read_circular(self, file: Tensor, offset: Tensor, n: int) -> Tensor:
         """``(B, n)`` float32: file ``file[b]`` read from sample ``offset[b]``, wrapping around at its end.
 
         Sample ``t`` depends on ``(file, offset, t)`` only, never on ``n`` or the batch."""
+        start, length = self.start[file], self.length[file]
         t = torch.arange(n, device=file.device)
-        length = self.length[file][:, None]
-        index = self.start[file][:, None] + torch.remainder(offset[:, None] + t[None, :], length)
-        return self._gather(index) * self.gain[file][:, None]
+        wraps = (n - 1) // self.min_length + 2  # windows a row can need: its read crosses wraps - 1 file ends
+        if n > PAD or wraps > MAX_WINDOWS:
+            raw = self._gather(start[:, None] + torch.remainder(offset[:, None] + t[None, :], length[:, None]))
+        else:
+            first = start + offset
+            raw = self._windows(first, n)
+            for j in range(1, wraps):  # from t = j * L - offset on, the j-th repeat of the file
+                begin = (first - j * length).clamp_min(0)  # clamped only where that repeat is not reached
+                raw = torch.where(t[None, :] >= (j * length - offset)[:, None], self._windows(begin, n), raw)
+        return raw * self.gain[file][:, None]
+
+    def spectra(self, file: Tensor, size: int) -> Tensor | None:
+        """``rfft(read_padded(file), n=size)``, ``(B, size // 2 + 1)`` complex, from spectra of every
+        file computed once per FFT size and device (the RIR half of each reverb FFT, saved), or
+        None when they would exceed :data:`SPECTRA_BYTES`, the samples are elsewhere, or the code is
+        being compiled (a cache is state a graph cannot keep)."""
+        if torch.compiler.is_compiling() or self.samples.device != file.device:
+            return None
+        if self.n_files * (size // 2 + 1) * 8 > SPECTRA_BYTES:
+            return None
+        key = (int(size), file.device)
+        table = self._spectra.get(key)
+        if table is None:
+            every = torch.arange(self.n_files, device=file.device)
+            table = torch.cat([torch.fft.rfft(self.read_padded(chunk), n=size) for chunk in every.split(256)])
+            while len(self._spectra) >= SPECTRA_SIZES:
+                self._spectra.pop(next(iter(self._spectra)))
+            self._spectra[key] = table
+        return table[file]
 
     def read_padded(self, file: Tensor, n: int | None = None) -> Tensor:
         """``(B, n)`` float32: file ``file[b]`` from its start, zero after its length (``n``: :attr:`width`)."""
         n = self.width if n is None else int(n)
         t = torch.arange(n, device=file.device)[None, :]
-        length = self.length[file][:, None]
-        index = self.start[file][:, None] + torch.minimum(t, length - 1)
-        return (self._gather(index) * self.gain[file][:, None]).masked_fill(t >= length, 0.0)
+        start, length = self.start[file], self.length[file][:, None]
+        if n > PAD:
+            raw = self._gather(start[:, None] + torch.minimum(t, length - 1))
+        else:
+            raw = self._windows(start, n)
+        return torch.where(t < length, raw * self.gain[file][:, None], 0.0)
 
 
 def load_bank(kind: str, sources, cache_dir: str | Path, *, sample_rate: int, strict: bool = False,

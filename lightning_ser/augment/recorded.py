@@ -128,7 +128,8 @@ class Reverb(BankAugmentation):
 
     The bank's RIRs are trimmed to their direct path and have unit energy
     (:func:`~lightning_ser.audio.banks.rir_layout`); all rows are convolved by one batched FFT
-    (:func:`~.functional.convolve_aligned`), padded to the bank's longest RIR. The output is
+    (:func:`~.functional.convolve_aligned`), padded to the bank's longest RIR. The RIRs' spectra
+    come from the bank (each computed once per FFT size, :meth:`~.bank.AudioBank.spectra`). The output is
     aligned to the direct path (no added delay) and cut to each valid length: the reverberant
     tail past the end of an utterance is dropped, padding is untouched.
     """
@@ -150,8 +151,16 @@ class Reverb(BankAugmentation):
         return self.bank.read_padded(params.rir)
 
     def apply(self, x, params: ReverbParams, lengths):
+        bank = self.bank
+        size = AF.fast_fft_size(x.shape[-1] + bank.width - 1)
+
         def convolve(rows, rir, n, audio):
-            h = audio if audio.shape[-1] else self.bank.read_padded(rir)
-            return AF.convolve_aligned(rows, h, self.bank.delay[rir], n)
+            if rows.shape[0] == 0:  # no row applied (CPU subsets); MKL rejects empty FFT batches
+                return rows
+            spec = None if audio.shape[-1] else bank.spectra(rir, size)  # cached per RIR bank
+            if spec is None:
+                h = audio if audio.shape[-1] else bank.read_padded(rir)
+                spec = torch.fft.rfft(h.to(rows.dtype), n=size)
+            return AF.convolve_aligned_spectrum(rows, spec, bank.delay[rir], n, size)
 
         return AF.on_rows(params.apply, convolve, x, params.rir, lengths, params.audio), lengths

@@ -638,7 +638,7 @@ class SERDataModule(L.LightningDataModule):
         if self.store is not None:
             lines.append(f"store: {self.store.path}  variants: {', '.join(self.variant_names)}")
         for name, bank in (self._banks or {}).items():
-            seconds = bank.samples.numel() / self.sample_rate
+            seconds = bank.total_samples / self.sample_rate
             lines.append(f"{name} bank: {bank.n_files} files, {seconds / 3600:.2f} h ({bank.store_path})")
             for s in bank.report.get("skipped", []):
                 lines.append(f"skipped in {name} bank: {s['path']}: {s['reason']}")
