@@ -62,7 +62,7 @@ def test_bad_source_lists_are_clear_errors(tmp_path):
     with pytest.raises(BankError, match=r"rir bank: no audio files .* in \[.*empty"):
         bank_files([tmp_path / "empty"], "rir")
     (tmp_path / "bad.csv").write_text("file,duration\na.wav,1\n")
-    with pytest.raises(BankError, match=r"bad.csv: no path or wav column"):
+    with pytest.raises(BankError, match=r"bad.csv:2: no path or wav column \(have \['duration', 'file'\]\)"):
         bank_files([tmp_path / "bad.csv"], "noise")
 
 

@@ -29,8 +29,6 @@ many samples it has, the gain applied when reading, and where the direct path li
 """
 from __future__ import annotations
 
-import csv
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,32 +53,15 @@ class BankError(ValueError):
 # ----------------------------------------------------------------------------- sources → files
 def _manifest_paths(manifest: Path) -> list[Path]:
     """Audio paths listed in a CSV/JSONL manifest, resolved against its folder."""
-    rows: list[str] = []
-    if manifest.suffix.lower() == ".csv":
-        with open(manifest, newline="") as f:
-            reader = csv.DictReader(f)
-            column = next((c for c in PATH_COLUMNS if c in (reader.fieldnames or [])), None)
-            if column is None:
-                raise BankError(f"{manifest}: no {' or '.join(PATH_COLUMNS)} column (have {reader.fieldnames})")
-            rows = [r[column] for r in reader]
-    else:
-        with open(manifest) as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise BankError(f"{manifest}:{n}: invalid JSON ({exc})") from exc
-                column = next((c for c in PATH_COLUMNS if isinstance(row, dict) and c in row), None)
-                if column is None:
-                    raise BankError(f"{manifest}:{n}: no {' or '.join(PATH_COLUMNS)} key")
-                rows.append(row[column])
-    base = manifest.parent
+    from lightning_ser.corpora.manifest import table_rows
+
     out = []
-    for text in rows:
-        p = Path(str(text).strip()).expanduser()
-        out.append(p if p.is_absolute() else base / p)
+    for n, row in table_rows(manifest, error=BankError):
+        column = next((c for c in PATH_COLUMNS if c in row), None)
+        if column is None:
+            raise BankError(f"{manifest}:{n}: no {' or '.join(PATH_COLUMNS)} column (have {sorted(row)})")
+        p = Path(str(row[column]).strip()).expanduser()
+        out.append(p if p.is_absolute() else manifest.parent / p)
     return out
 
 
