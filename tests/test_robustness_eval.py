@@ -40,6 +40,7 @@ def test_conditions_are_extra_test_sets_and_fixed_seeded_copies(tiny_synthetic_r
     assert len(dm.test_dataloader()) == 5
     assert not isinstance(dm.val_dataloader(), list)  # validation stays clean (one set)
     assert "robustness conditions (test): noise_20db, noise_10db, noise_0db, reverb" in dm.summary()
+    assert "eval_noise bank: 3 files" in dm.summary() and "eval_rir bank: 2 files" in dm.summary()
     batch = next(iter(dm.test_dataloader()[0]))
     clean = batch["audio"].float() / 32768
     valid = AF.valid_mask(batch["lengths"], clean.shape[-1])

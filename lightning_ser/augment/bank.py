@@ -38,14 +38,15 @@ DEVICE_FRACTION = 0.25  # "auto": a bank moves to a GPU when it takes at most th
 class AudioBank(nn.Module):
     """``N`` recordings (noise files or RIRs) in one int16 tensor, read per example.
 
-    Args: ``samples (S,)`` int16; ``start``, ``length``, ``delay`` ``(N,)`` int64 and ``gain (N,)``
-    (see :class:`~lightning_ser.audio.banks.BankLayout`); ``kind`` (``noise`` / ``rir``);
-    ``sources``: what it was built from (for messages); ``report``: the store's skip report.
+    Args: ``samples (S,)`` int16 (or ``(S + 2 * PAD,)`` with ``padded=True``: already between
+    :data:`PAD` zeros); ``start`` (into the ``S`` samples), ``length``, ``delay`` ``(N,)`` int64
+    and ``gain (N,)`` (see :class:`~lightning_ser.audio.banks.BankLayout`); ``kind`` (``noise`` /
+    ``rir``); ``sources``: what it was built from (for messages); ``report``: the store's skip report.
     """
 
     def __init__(self, samples: Tensor, start: Tensor, length: Tensor, gain: Tensor, delay: Tensor, *,
                  kind: str, sources: list[str] | None = None, report: dict | None = None,
-                 placement: str = "auto"):
+                 placement: str = "auto", padded: bool = False):
         super().__init__()
         if placement not in PLACEMENTS:
             raise ValueError(f"bank placement {placement!r} is not one of {PLACEMENTS}")
@@ -55,8 +56,9 @@ class AudioBank(nn.Module):
         if not (length.shape == gain.shape == delay.shape == (n,)) or bool((length < 1).any()):
             raise ValueError(f"{kind} bank: start/length/gain/delay must be (N,) with lengths >= 1")
         self.kind, self.sources, self.report, self.placement = kind, list(sources or []), report or {}, placement
-        zeros = torch.zeros(PAD, dtype=torch.int16)
-        self.register_buffer("samples", torch.cat([zeros, samples.to(torch.int16), zeros]), persistent=False)
+        if not padded:
+            samples = torch.cat([samples.new_zeros(PAD), samples, samples.new_zeros(PAD)])
+        self.register_buffer("samples", samples.to(torch.int16), persistent=False)
         self.register_buffer("start", start.long() + PAD, persistent=False)
         self.register_buffer("length", length.long(), persistent=False)
         self.register_buffer("gain", gain.float(), persistent=False)
@@ -72,12 +74,14 @@ class AudioBank(nn.Module):
     @classmethod
     def from_arrays(cls, samples: np.ndarray, layout, *, kind: str, sources=None, report: dict | None = None,
                     placement: str = "auto") -> "AudioBank":
-        """A bank of int16 ``samples (S,)`` read through ``layout`` (a ``BankLayout``); copies them."""
+        """A bank of int16 ``samples (S,)`` (e.g. a store's memmap) read through ``layout`` (a
+        ``BankLayout``); copies them once, into the padded tensor."""
+        padded = torch.zeros(len(samples) + 2 * PAD, dtype=torch.int16)
+        padded[PAD: PAD + len(samples)].numpy()[:] = samples
         as_t = lambda a, dt: torch.from_numpy(np.array(a)).to(dt)  # noqa: E731
-        return cls(as_t(np.asarray(samples, dtype=np.int16), torch.int16), as_t(layout.start, torch.int64),
-                   as_t(layout.length, torch.int64), as_t(layout.gain, torch.float32),
-                   as_t(layout.delay, torch.int64), kind=kind, sources=[str(s) for s in (sources or [])],
-                   report=report, placement=placement)
+        return cls(padded, as_t(layout.start, torch.int64), as_t(layout.length, torch.int64),
+                   as_t(layout.gain, torch.float32), as_t(layout.delay, torch.int64), kind=kind,
+                   sources=[str(s) for s in (sources or [])], report=report, placement=placement, padded=True)
 
     def extra_repr(self) -> str:
         return (f"kind={self.kind}, files={self.n_files}, samples={self.samples.numel()}, "

@@ -548,7 +548,10 @@ class SERDataModule(L.LightningDataModule):
     def _place_pipeline(self, device: torch.device) -> None:
         if self.pipeline is None:
             self._make_pipeline()
-        if self.pipeline.logmel.window.device != torch.device(device):
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        if self.pipeline.logmel.window.device != device:
             self.pipeline.to(device)
             self._dali = None
 
