@@ -76,10 +76,10 @@ class AudioBank(nn.Module):
                     placement: str = "auto") -> "AudioBank":
         """A bank of int16 ``samples (S,)`` (e.g. a store's memmap) read through ``layout`` (a
         ``BankLayout``); copies them once, into the padded tensor."""
-        padded = torch.zeros(len(samples) + 2 * PAD, dtype=torch.int16)
-        padded[PAD: PAD + len(samples)].numpy()[:] = samples
+        padded = np.zeros(len(samples) + 2 * PAD, dtype=np.int16)
+        padded[PAD: PAD + len(samples)] = samples
         as_t = lambda a, dt: torch.from_numpy(np.array(a)).to(dt)  # noqa: E731
-        return cls(padded, as_t(layout.start, torch.int64), as_t(layout.length, torch.int64),
+        return cls(torch.from_numpy(padded), as_t(layout.start, torch.int64), as_t(layout.length, torch.int64),
                    as_t(layout.gain, torch.float32), as_t(layout.delay, torch.int64), kind=kind,
                    sources=[str(s) for s in (sources or [])], report=report, placement=placement, padded=True)
 
@@ -87,17 +87,11 @@ class AudioBank(nn.Module):
         return (f"kind={self.kind}, files={self.n_files}, samples={self.samples.numel()}, "
                 f"width={self.width}, placement={self.placement}, held_on_host={self.held_on_host}")
 
-    @classmethod
-    def _stored(cls, samples: Tensor, start: Tensor, length: Tensor, gain: Tensor, delay: Tensor,
-                like: "AudioBank") -> "AudioBank":
-        """A bank over already padded ``samples`` (shares them), e.g. a view with the layout elsewhere."""
-        bank = cls.__new__(cls)
-        nn.Module.__init__(bank)
-        bank.kind, bank.sources, bank.report, bank.placement = like.kind, like.sources, like.report, "host"
-        for name, t in (("samples", samples), ("start", start), ("length", length), ("gain", gain), ("delay", delay)):
-            bank.register_buffer(name, t, persistent=False)
-        bank.n_files, bank.width, bank.min_length = like.n_files, like.width, like.min_length
-        bank._host, bank._warned, bank.store_path, bank._spectra = None, False, like.store_path, {}
+    def _host_bank(self, samples: Tensor) -> "AudioBank":
+        """This bank over host ``samples`` (already padded, shared) with its layout on the host."""
+        bank = AudioBank(samples, self.start.cpu() - PAD, self.length.cpu(), self.gain.cpu(), self.delay.cpu(),
+                         kind=self.kind, sources=self.sources, report=self.report, placement="host", padded=True)
+        bank.store_path = self.store_path
         return bank
 
     @property
@@ -135,8 +129,7 @@ class AudioBank(nn.Module):
             held = held.cpu()
         if torch.cuda.is_available() and not held.is_pinned():
             held = held.pin_memory()  # fast host → device copies of what is read
-        self._set_host(AudioBank._stored(held, self.start.cpu(), self.length.cpu(), self.gain.cpu(),
-                                         self.delay.cpu(), like=self))
+        self._set_host(self._host_bank(held))
         try:
             super()._apply(fn, recurse)
         finally:
@@ -148,8 +141,7 @@ class AudioBank(nn.Module):
         if self.start.device.type == "cpu":
             return self
         if self._host is None:  # samples on the device: a CPU copy (rare: a host read of a device bank)
-            self._set_host(AudioBank._stored(self.samples.cpu(), self.start.cpu(), self.length.cpu(),
-                                             self.gain.cpu(), self.delay.cpu(), like=self))
+            self._set_host(self._host_bank(self.samples.cpu()))
         return self._host
 
     def _set_host(self, bank: "AudioBank") -> None:
