@@ -20,7 +20,13 @@ Usage::
 
     python benchmarks/bench_augment.py [--device cpu|cuda] [--batches 64 256] [--seconds 3]
 
-Writes ``benchmarks/results/bench_augment_<device>.json`` and ``.md``. Baselines run on the CPU
+Writes ``benchmarks/results/bench_augment_<device>.json`` and ``.md``.
+
+``--banks`` times recorded noise and reverberation instead (``bench_augment_banks_<device>``):
+our ``noise_file`` + ``reverb`` (banks decoded once, drawn per example, applied batched) against
+torch-audiomentations ``AddBackgroundNoise`` + ``ApplyImpulseResponse`` and SpeechBrain
+``AddNoise`` + ``AddReverb`` on the same files (:func:`run_banks`). Install those two only in a
+separate benchmark environment, never in the project's. Baselines run on the CPU
 (where a Dataset would run them); the batched pipeline runs on ``--device``. On the CPU, rates
 are per CPU-second of one thread (``--threads 1``), which is robust on a shared machine.
 """
@@ -39,6 +45,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torchaudio
 import torchaudio.functional as taF
@@ -306,8 +313,7 @@ def run(args) -> dict:
         r["speedup_vs_per_item"] = round(r["clips_per_s"] / per_item, 2)
         if same_device:
             r["speedup_vs_per_item_same_device"] = round(r["clips_per_s"] / same_device, 2)
-    timing = ("process CPU time (user+sys) per batch, median" if device.type == "cpu"
-              else "wall time per batch with cuda synchronize, median")
+    timing = _timing(device)
     return {
         "benchmark": "bench_augment",
         "hardware": hardware(device),
@@ -376,6 +382,11 @@ def _compiled_rows(args, device) -> list[dict]:
     return rows
 
 
+def _timing(device: torch.device) -> str:
+    return ("process CPU time (user+sys) per batch, median" if device.type == "cpu"
+            else "wall time per batch with cuda synchronize, median")
+
+
 def _rate(t: dict, clips: int) -> dict:
     return {"clips_per_s": round(clips / t["s"], 1), "ms_per_clip": round(1000 * t["s"] / clips, 3),
             "wall_clips_per_s": round(clips / t["wall_s"], 1)}
@@ -414,6 +425,216 @@ def to_markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ----------------------------------------------------------------------------- recorded noise + reverb
+def write_bank_files(root: Path, n_noise: int, noise_seconds: float, n_rir: int, rir_seconds: float,
+                     seed: int = 0, rate: int = SR) -> dict:
+    """Noise and RIR WAV files (16-bit, ``rate`` Hz) under ``root`` and SpeechBrain CSVs listing them.
+
+    Noise: low-passed Gaussian noise with a slow level contour. RIRs: a propagation delay of 5–40
+    ms, a unit direct path and an exponentially decaying Gaussian tail, RT60 0.2–0.8 s."""
+    import soundfile as sf
+
+    g = np.random.default_rng(seed)
+    out = {}
+    for kind, n, seconds in (("noise", n_noise, noise_seconds), ("rir", n_rir, rir_seconds)):
+        folder = root / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = ["ID,duration,wav,wav_format,wav_opts"]
+        for i in range(n):
+            m = int(seconds * rate)
+            if kind == "noise":
+                x = np.convolve(g.standard_normal(m), np.ones(4) / 4, mode="same")
+                x *= 1 + 0.5 * np.sin(2 * np.pi * g.uniform(0.1, 1.0) * np.arange(m) / rate)
+                x *= 0.2 / np.abs(x).max()
+            else:
+                onset = int(g.uniform(0.005, 0.04) * rate)
+                rt60 = g.uniform(0.2, 0.8)
+                t = np.arange(m - onset) / rate
+                x = np.zeros(m)
+                x[onset:] = 0.3 * g.standard_normal(m - onset) * np.exp(-6.9 * t / rt60)
+                x[onset] = 1.0
+                x *= 0.9 / np.abs(x).max()
+            path = folder / f"{kind}{i:04d}.wav"
+            sf.write(path, x.astype(np.float32), rate, subtype="PCM_16")
+            rows.append(f"{kind}{i:04d},{seconds},{path},wav,")
+        (root / f"{kind}.csv").write_text("\n".join(rows) + "\n")
+        out[kind], out[f"{kind}_csv"] = folder, root / f"{kind}.csv"
+    return out
+
+
+def _torchaudio_io_from_soundfile() -> str | None:
+    """torchaudio 2.9+ dropped ``info`` and reads files only through torchcodec; torch-audiomentations
+    still calls ``torchaudio.info``/``load``. Give it soundfile-backed versions (the decoder the
+    other rows use) when the installed torchaudio lacks them. Returns a note, or None."""
+    import soundfile as sf
+    from types import SimpleNamespace
+
+    try:
+        torchaudio.info  # noqa: B018
+        return None
+    except AttributeError:
+        pass
+
+    def info(path):
+        i = sf.info(str(path))
+        return SimpleNamespace(num_frames=i.frames, sample_rate=i.samplerate, num_channels=i.channels)
+
+    def load(path, frame_offset=0, num_frames=-1, **_):
+        x, sr = sf.read(str(path), start=frame_offset, frames=num_frames, dtype="float32", always_2d=True)
+        return torch.from_numpy(np.ascontiguousarray(x.T)), sr
+
+    torchaudio.info, torchaudio.load = info, load
+    return (f"torchaudio {torchaudio.__version__} has no torchaudio.info and needs torchcodec for load: "
+            "torch-audiomentations read its files through soundfile-backed stand-ins (partial reads by offset)")
+
+
+def _ours(noise_dir: Path, rir_dir: Path, cache: Path, device) -> tuple[dict, FeaturePipeline, dict]:
+    """Our pipeline with only ``reverb`` then ``noise_file`` (p=1, SNR 0–20 dB), its banks decoded
+    once (timed), and one-op pipelines for the per-op rows."""
+    from lightning_ser.augment.bank import load_bank
+
+    t0 = time.perf_counter()
+    banks = {"noise": load_bank("noise", [noise_dir], cache, sample_rate=SR, progress=False),
+             "rir": load_bank("rir", [rir_dir], cache, sample_rate=SR, progress=False)}
+    decode_s = time.perf_counter() - t0
+    ops = {"reverb": {"name": "reverb", "p": 1.0}, "noise_file": {"name": "noise_file", "p": 1.0,
+                                                                    "min_snr_db": 0.0, "max_snr_db": 20.0}}
+    both = FeaturePipeline(policy=list(ops.values()), banks=banks).to(device)
+    alone = {k: FeaturePipeline(policy=[v], banks=banks).to(device) for k, v in ops.items()}
+    info = {"decode_once_s": round(decode_s, 2), "noise_bank_files": banks["noise"].n_files,
+            "rir_bank_files": banks["rir"].n_files, "rir_width": banks["rir"].width,
+            "bank_bytes": banks["noise"].nbytes + banks["rir"].nbytes}
+    return info, both, alone
+
+
+def _peers(files: dict, notes: list, rate: int = SR) -> dict:
+    """``{name: fn(wave (B, T), lengths (B,)) -> (B, T)}`` for the peers that import (files at ``rate``)."""
+    peers = {}
+    try:
+        import torch_audiomentations as ta
+
+        note = _torchaudio_io_from_soundfile()
+        if note:
+            notes.append(note)
+        compose = ta.Compose([
+            ta.ApplyImpulseResponse(ir_paths=str(files["rir"]), p=1.0, sample_rate=SR,
+                                    compensate_for_propagation_delay=True, output_type="tensor"),
+            ta.AddBackgroundNoise(background_paths=str(files["noise"]), min_snr_in_db=0.0, max_snr_in_db=20.0,
+                                  p=1.0, sample_rate=SR, output_type="tensor"),
+        ], output_type="tensor")
+        peers[f"torch-audiomentations {ta.__version__} ApplyImpulseResponse + AddBackgroundNoise (per example, "
+              "files read per call)"] = lambda w, n: compose(w[:, None, :], sample_rate=SR)[:, 0]
+        notes.append(f"torch-audiomentations imported from {Path(ta.__file__).parent} (not a project dependency)")
+    except Exception as e:  # noqa: BLE001 — optional peer
+        notes.append(f"torch-audiomentations skipped: {type(e).__name__}: {e}")
+    try:
+        import speechbrain
+        from speechbrain.augment.time_domain import AddNoise, AddReverb
+
+        reverb = AddReverb(csv_file=str(files["rir_csv"]), reverb_sample_rate=rate, clean_sample_rate=SR)
+        noise = AddNoise(csv_file=str(files["noise_csv"]), snr_low=0, snr_high=20, pad_noise=True,
+                         noise_sample_rate=rate, clean_sample_rate=SR)
+
+        def batch_call(w, n):
+            return noise(reverb(w), n.float() / w.shape[-1])
+
+        def per_example(w, n):
+            return torch.cat([batch_call(w[i:i + 1], n[i:i + 1]) for i in range(w.shape[0])])
+
+        name = f"SpeechBrain {speechbrain.__version__} AddReverb + AddNoise"
+        peers[name + " (one call per batch: one RIR and one noise offset shared by the batch)"] = batch_call
+        peers[name + " (one call per example: a RIR per example, as ours)"] = per_example
+        notes.append(f"SpeechBrain imported from {Path(speechbrain.__file__).parent} (not a project dependency)")
+    except Exception as e:  # noqa: BLE001
+        notes.append(f"SpeechBrain skipped: {type(e).__name__}: {e}")
+    return peers
+
+
+def run_banks(args) -> dict:
+    """Recorded noise + reverberation rows: ours batched on ``--device``, the peers on the CPU."""
+    import tempfile
+
+    from lightning_ser.malloc import tune_malloc
+
+    device, cpu = torch.device(args.device), torch.device("cpu")
+    torch.manual_seed(0)  # the peers draw from the global RNG
+    random.seed(0)
+    notes, rows = [], []
+    if tune_malloc():  # what `python -m lightning_ser` does at start-up; applies to every row alike
+        notes.append("The process runs with the glibc malloc tuning the CLI applies at start-up "
+                     "(lightning_ser/malloc.py), for every row (peers included).")
+    with tempfile.TemporaryDirectory() as tmp:
+        files = write_bank_files(Path(tmp), args.noise_files, args.noise_seconds, args.rir_files, args.rir_seconds,
+                                 rate=args.file_rate)
+        info, both, alone = _ours(files["noise"], files["rir"], Path(tmp) / "cache", device)
+        peers = _peers(files, notes, args.file_rate)
+        for b in args.batches:
+            wave, lengths = synthetic_clips(b, args.seconds)
+            ids = torch.arange(b)
+            dw, dl, di = wave.to(device), lengths.to(device), ids.to(device)
+            t = timeit(lambda: both.augment_wave(dw, dl, di, 0), device, args.repeats)
+            rows.append({"method": "lightning_ser reverb + noise_file (p=1, banks in memory, batched)", "batch": b,
+                         **_rate(t, b), "s_per_batch": t["s"]})
+            for name, pipe in alone.items():
+                t = timeit(lambda: pipe.augment_wave(dw, dl, di, 0), device, args.repeats)
+                rows.append({"method": f"lightning_ser {name} alone (p=1)", "batch": b, **_rate(t, b),
+                             "s_per_batch": t["s"]})
+            for name, fn in peers.items():
+                t = timeit(lambda: fn(wave, lengths), cpu, args.repeats)
+                rows.append({"method": name, "batch": b, **_rate(t, b), "s_per_batch": t["s"]})
+    for b in args.batches:
+        ours = next(r for r in rows if r["batch"] == b and r["method"].startswith("lightning_ser reverb + noise"))
+        same = [r for r in rows if r["batch"] == b and not r["method"].startswith("lightning_ser")]
+        for r in rows:
+            if r["batch"] == b:
+                r["ours_vs_this"] = round(r["s_per_batch"] / ours["s_per_batch"], 2)
+        if same:
+            fastest = min(same, key=lambda r: r["s_per_batch"])
+            notes.append(f"batch {b}: ours is {fastest['ours_vs_this']}x the fastest peer ({fastest['method']})")
+    timing = _timing(device) + ("" if device.type == "cpu" else " (peers: CPU time)")
+    return {
+        "benchmark": "bench_augment --banks",
+        "hardware": hardware(device),
+        "timing": timing,
+        "config": {"clip_seconds": args.seconds, "sample_rate": SR, "batches": args.batches,
+                   "repeats": args.repeats, "noise_files": args.noise_files, "noise_seconds": args.noise_seconds,
+                   "rir_files": args.rir_files, "rir_seconds": args.rir_seconds, "file_rate": args.file_rate,
+                   "ours": info},
+        "rows": rows,
+        "notes": notes + [
+            "Same work in every row: each example gets its own RIR (convolution aligned to the direct path) and "
+            "then its own noise segment at an SNR uniform in 0-20 dB, on 3 s clips; except SpeechBrain's one-call-"
+            "per-batch row, which shares one RIR and one noise offset across the batch (its design).",
+            f"Ours: the banks are decoded (and resampled to 16 kHz) once into the store "
+            f"({info['decode_once_s']} s for {info['noise_bank_files']} noise files and {info['rir_bank_files']} "
+            "RIRs, not in the timed rows) and read from memory; the peers read, decode and resample their files on "
+            "every call (the OS page cache is warm).",
+            f"Rates use {timing}; with --threads 1 that is one core's work.",
+        ],
+    }
+
+
+def banks_markdown(res: dict, command: str) -> str:
+    hw, cfg = res["hardware"], res["config"]
+    lines = [
+        f"# bench_augment --banks ({hw['device']})", "",
+        f"{hw['cpu_model']}, {hw['cpu_cores_visible']} cores visible, torch {hw['torch']} "
+        f"({hw['torch_threads']} threads); load avg at start {hw.get('load_avg_1m_at_start', 'n/a')}. "
+        f"Clips: {cfg['clip_seconds']} s at 16 kHz. Banks: {cfg['noise_files']} noise files of "
+        f"{cfg['noise_seconds']} s, {cfg['rir_files']} RIRs of {cfg['rir_seconds']} s (16-bit WAV at "
+        f"{cfg['file_rate']} Hz). "
+        f"Timing: {res['timing']}.", "",
+        f"Command: `{command}`", "",
+        "| method | batch | clips/s | ms/clip | wall clips/s | ms per batch | this row's time / ours |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in res["rows"]:
+        lines.append(f"| {r['method']} | {r['batch']} | {r['clips_per_s']} | {r['ms_per_clip']} | "
+                     f"{r['wall_clips_per_s']} | {1000 * r['s_per_batch']:.1f} | {r['ours_vs_this']} |")
+    lines += ["", "Notes:", ""] + [f"- {n}" for n in res["notes"]]
+    return "\n".join(lines) + "\n"
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
@@ -430,6 +651,13 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--compile-modes", nargs="+", default=["default", "reduce-overhead"],
                     help="torch.compile modes for --compile-batches (reduce-overhead = CUDA graphs)")
     ap.add_argument("--out-dir", type=Path, default=RESULTS)
+    ap.add_argument("--banks", action="store_true",
+                    help="recorded noise + reverb rows vs torch-audiomentations / SpeechBrain (bench_augment_banks_*)")
+    ap.add_argument("--noise-files", type=int, default=100)
+    ap.add_argument("--noise-seconds", type=float, default=10.0)
+    ap.add_argument("--rir-files", type=int, default=100)
+    ap.add_argument("--rir-seconds", type=float, default=0.8)
+    ap.add_argument("--file-rate", type=int, default=SR, help="sample rate of the noise and RIR files")
     ap.add_argument("--inner-train", type=int, default=0, help=argparse.SUPPRESS)
     return ap
 
@@ -442,9 +670,17 @@ def main(argv=None) -> dict:
         return _inner_train(args)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("bench_augment: --device cuda requested but CUDA is not available")
-    res = run(args)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     tag = torch.device(args.device).type
+    if args.banks:
+        res = run_banks(args)
+        command = "python benchmarks/bench_augment.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        name = "bench_augment_banks" + ("" if args.file_rate == SR else f"_{args.file_rate // 1000}k_files")
+        (args.out_dir / f"{name}_{tag}.json").write_text(json.dumps(res, indent=2) + "\n")
+        (args.out_dir / f"{name}_{tag}.md").write_text(banks_markdown(res, command))
+        print(banks_markdown(res, command))
+        return res
+    res = run(args)
     (args.out_dir / f"bench_augment_{tag}.json").write_text(json.dumps(res, indent=2) + "\n")
     (args.out_dir / f"bench_augment_{tag}.md").write_text(to_markdown(res))
     print(to_markdown(res))

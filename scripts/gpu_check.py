@@ -63,6 +63,8 @@ def steps(args, out: Path) -> list[Step]:
                      "--compile-batches", *(["8"] if quick else ["256", "1024"])]
     if quick:
         bench_augment += ["--compile-modes", "default", "--repeats", "1"]
+    banks = ["benchmarks/bench_augment.py", "--banks", "--device", dev, "--batches", *batches, "--out-dir", str(out),
+             "--noise-files", "10" if quick else "100", "--rir-files", "10" if quick else "100"]
     dali = ["benchmarks/bench_augment_dali.py", "--device", dev, "--batches", *batches, "--out-dir", str(out),
             "--no-malloc-run", "--dali-threads", "0"]
     corpus = {"speakers": 4, "utterances_per_emotion": 4} if quick else {"speakers": 16, "utterances_per_emotion": 24}
@@ -87,6 +89,7 @@ def steps(args, out: Path) -> list[Step]:
         Step("pytest -m gpu", [PY, *pytest], 240, dry_argv=[PY, "-m", "pytest", "-m", "gpu", "--collect-only", "-q",
                                                              "-p", "no:cacheprovider", *files]),
         Step("bench_augment", [PY, *bench_augment], 200, parse=("benchmarks/bench_augment.py", bench_augment[1:])),
+        Step("bench_augment --banks", [PY, *banks], 90, parse=("benchmarks/bench_augment.py", banks[1:])),
         Step("bench_train", [PY, *train], 200, parse=("benchmarks/bench_train.py", train[1:])),
         Step("fit 1 epoch (configs/trainer/gpu.yaml)", [PY, *fit], 150, dry_argv=[PY, *fit, "--print_config"]),
         Step("bench_augment_dali", [PY, *dali], 120, parse=("benchmarks/bench_augment_dali.py", dali[1:])),
@@ -150,6 +153,12 @@ def key_numbers(name: str, out: Path, dev: str, log: str) -> str:
                              + (f" ({r['speedup_vs_per_item_same_device']}× per-item on {dev})"
                                 if "speedup_vs_per_item_same_device" in r else ""))
         return "; ".join(parts)
+    if name == "bench_augment --banks":
+        res = _load(out / f"bench_augment_banks_{dev}.json")
+        if not res:
+            return ""
+        return "; ".join(f"B={r['batch']} reverb + noise_file: {r['clips_per_s']:,.0f} clips/s" for r in res["rows"]
+                         if r["method"].startswith("lightning_ser reverb + noise_file"))
     if name == "bench_augment_dali":
         res = _load(out / f"bench_augment_dali_{dev}.json")
         if not res:

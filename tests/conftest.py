@@ -28,3 +28,13 @@ def tiny_synthetic_root(tmp_path_factory):
     generate(root, SyntheticConfig(speakers=4, utterances_per_emotion=3,
                                    emotions=tuple(TINY_SYNTHETIC["emotions"])), num_workers=1)
     return root
+
+
+@pytest.fixture(scope="session")
+def bank_options(tmp_path_factory) -> dict:
+    """SERDataModule options with tiny noise and RIR banks on disk (tests/bank_builders.py)."""
+    from bank_builders import write_bank_files
+
+    root = tmp_path_factory.mktemp("banks")
+    noise, rir = write_bank_files(root)
+    return {"noise": [str(noise)], "rir": [str(rir)], "cache_dir": str(root / "cache")}

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
+from bank_builders import noise_bank, rir_bank
 from lightning_ser.augment import functional as AF
 from lightning_ser.augment.pipeline import FeaturePipeline
 from lightning_ser.augment.presets import OPS, build_policy, preset
@@ -12,11 +13,15 @@ from lightning_ser.features import LogMel
 
 SR = 16000
 ALL_OPS = [  # every op, each applied to about half the examples
-    {"name": "gain", "p": 0.5}, {"name": "noise", "p": 0.5}, {"name": "shift", "p": 0.5},
+    {"name": "gain", "p": 0.5}, {"name": "noise", "p": 0.5}, {"name": "reverb", "p": 0.5},
+    {"name": "noise_file", "p": 0.5}, {"name": "shift", "p": 0.5},
     {"name": "speed", "p": 0.5}, {"name": "pitch", "p": 0.5}, {"name": "tempo", "p": 0.5},
     {"name": "time_warp", "p": 0.5, "max_shift": 4}, {"name": "freq_mask", "p": 0.5},
     {"name": "time_mask", "p": 0.5, "max_fraction": 0.3},
 ]
+
+
+BANKS = {"noise": noise_bank(), "rir": rir_bank()}  # for noise_file and reverb
 
 
 def _clips(ids, seed=0):
@@ -42,8 +47,8 @@ def test_eval_is_plain_features_and_none_policy_is_identity():
     ids = torch.arange(6)
     wave, lengths = _clips(ids)
     plain = LogMel()(wave, lengths)
-    for policy in ("ser", "specaugment_lb", ALL_OPS):
-        out = FeaturePipeline(policy=policy)(wave, lengths, ids, epoch=3, train=False)
+    for policy in ("ser", "specaugment_lb", "robust", ALL_OPS):
+        out = FeaturePipeline(policy=policy, banks=BANKS)(wave, lengths, ids, epoch=3, train=False)
         assert torch.equal(out[0], plain[0]) and torch.equal(out[1], plain[1])
     out = FeaturePipeline(policy="none")(wave, lengths, ids, epoch=3, train=True)
     assert torch.equal(out[0], plain[0])
@@ -54,7 +59,7 @@ def test_eval_is_plain_features_and_none_policy_is_identity():
 def test_batched_equals_each_example_alone_unpadded():
     ids = torch.arange(10, 22)
     wave, lengths = _clips(ids)
-    pipe = FeaturePipeline(policy=ALL_OPS, seed=5)
+    pipe = FeaturePipeline(banks=BANKS, policy=ALL_OPS, seed=5)
     params = pipe.sample_params(ids, lengths, 1)
     applied = torch.stack([p.apply for p in params.values()])
     assert applied.any(1).all() and (~applied).any(1).all()  # every op on and off somewhere
@@ -69,7 +74,7 @@ def test_batched_equals_each_example_alone_unpadded():
 
 
 def test_same_id_same_augmentation_in_any_batch():
-    pipe = FeaturePipeline(policy=ALL_OPS, seed=2)
+    pipe = FeaturePipeline(banks=BANKS, policy=ALL_OPS, seed=2)
     ids = torch.arange(40, 48)
     wave, lengths = _clips(ids)
     ref, ref_frames = pipe(wave, lengths, ids, 4, True)
@@ -97,7 +102,7 @@ def test_changes_with_epoch_and_seed_and_replays_exactly():
 def test_no_global_rng_use():
     ids = torch.arange(6)
     wave, lengths = _clips(ids)
-    pipe = FeaturePipeline(policy=ALL_OPS)
+    pipe = FeaturePipeline(banks=BANKS, policy=ALL_OPS)
     torch.manual_seed(0)
     state = torch.get_rng_state()
     a = pipe(wave, lengths, ids, 0, True)[0]
@@ -146,7 +151,7 @@ def test_no_python_loop_over_the_batch():
     """Every torch call (functions and Tensor methods) is counted during a forward: the count is
     the same for B=3 and B=17, so no op runs per example (a loop over B would scale it)."""
     policy = [dict(d, p=1.0) for d in ALL_OPS]
-    pipe = FeaturePipeline(policy=policy)
+    pipe = FeaturePipeline(policy=policy, banks=BANKS)
     pipe(*_clips(torch.arange(2)), torch.arange(2), 0, True)  # makes the epoch's RNG keys (once per epoch)
     counts = []
     for b in (3, 17):
@@ -160,7 +165,13 @@ def test_no_python_loop_over_the_batch():
 
 def test_policy_errors_list_valid_choices_and_presets_adapt():
     with pytest.raises(ValueError, match="valid ops: .*freq_mask"):
+        FeaturePipeline(policy=[{"name": "chorus"}])
+    with pytest.raises(ValueError, match=r"'reverb' needs --data.rir"):
         FeaturePipeline(policy=[{"name": "reverb"}])
+    with pytest.raises(ValueError, match=r"'reverb' needs --data.rir .*; 'noise_file' needs --data.noise"):
+        FeaturePipeline(policy="robust")
+    with pytest.raises(ValueError, match=r"unknown params \['noise_bank'\]"):  # pipeline-owned, not a policy field
+        FeaturePipeline(policy=[{"name": "noise_file", "noise_bank": "x"}])
     with pytest.raises(ValueError, match=r"unknown params \['F'\]; valid params: .*max_width"):
         FeaturePipeline(policy=[{"name": "freq_mask", "F": 3}])
     with pytest.raises(ValueError, match="'librispeech'"):
@@ -172,7 +183,8 @@ def test_policy_errors_list_valid_choices_and_presets_adapt():
     assert lb20["freq_mask"]["max_width"] == 27 and lb20["time_mask"]["max_width"] == 50
     ops = build_policy([{"name": "time_mask"}, {"name": "gain"}, {"name": "time_mask"}], n_mels=40)
     assert [op.key for op in ops] == ["gain", "time_mask", "time_mask#2"]  # stage order, unique keys
-    assert set(OPS) == {"gain", "noise", "shift", "speed", "pitch", "tempo", "time_warp", "freq_mask", "time_mask"}
+    assert set(OPS) == {"gain", "noise", "shift", "speed", "noise_file", "reverb", "pitch", "tempo", "time_warp",
+                        "freq_mask", "time_mask"}
 
 
 def test_global_normalisation_through_the_pipeline():
@@ -197,6 +209,27 @@ def test_inspection_grid_renders_a_png(tmp_path):
     assert (tmp_path / "cli.png").stat().st_size > 1000
 
 
+def test_inspection_grid_shows_the_bank_ops(tmp_path, bank_options, monkeypatch):
+    """``--policy robust`` with banks: one column per op, reverb and noise_file among them, each
+    changing the features and labelled with its drawn parameters."""
+    from lightning_ser.augment.inspect import _describe, grid_columns, main
+
+    ids = torch.arange(3)
+    wave, lengths = _clips(ids)
+    columns = grid_columns(wave, lengths, ids, FeaturePipeline(policy="robust", banks=BANKS))
+    titles = [c[0] for c in columns]
+    assert titles == ["original", "gain", "reverb", "noise_file", "pitch", "time_warp", "freq_mask", "time_mask"]
+    base = columns[0][1]
+    for title, feats, _, params in columns[2:4]:
+        assert params.apply.all() and not torch.allclose(feats, base), title
+    assert _describe(columns[3][3], 0).startswith("snr_db=") and "offset=" in _describe(columns[3][3], 0)
+    assert _describe(columns[2][3], 0).startswith("rir=")
+    monkeypatch.setenv("LIGHTNING_SER_CACHE", bank_options["cache_dir"])
+    main(["--out", str(tmp_path / "robust.png"), "--policy", "robust", "--seconds", "0.5",
+          "--noise", *bank_options["noise"], "--rir", *bank_options["rir"]])
+    assert (tmp_path / "robust.png").stat().st_size > 1000
+
+
 def test_pipeline_params_equal_each_ops_own_sampling():
     """The pipeline hashes all RNG streams in one pass; the result must equal each op sampling
     with a plain SampleRNG (and so the documented (seed, epoch, id, op) contract)."""
@@ -204,7 +237,7 @@ def test_pipeline_params_equal_each_ops_own_sampling():
 
     ids = torch.arange(30) * 3
     lengths = torch.randint(4000, 9000, (30,), generator=torch.Generator().manual_seed(0))
-    pipe = FeaturePipeline(policy=ALL_OPS, seed=9)
+    pipe = FeaturePipeline(banks=BANKS, policy=ALL_OPS, seed=9)
     got = pipe.sample_params(ids, lengths, 2)
     rng, cur, frames = SampleRNG(9, 2), lengths, None
     for op in pipe.ops:
@@ -221,9 +254,10 @@ def test_pipeline_params_equal_each_ops_own_sampling():
 def test_cuda_matches_cpu():
     ids = torch.arange(8)
     wave, lengths = _clips(ids)
-    pipe = FeaturePipeline(policy=ALL_OPS, seed=3)
+    pipe = FeaturePipeline(banks=BANKS, policy=ALL_OPS, seed=3)
     cpu = pipe(wave, lengths, ids, 1, True)
-    gpu_pipe = FeaturePipeline(policy=ALL_OPS, seed=3).cuda()
+    own_banks = {"noise": noise_bank(), "rir": rir_bank()}  # moved to the GPU; BANKS stay on the CPU
+    gpu_pipe = FeaturePipeline(banks=own_banks, policy=ALL_OPS, seed=3).cuda()
     gpu = gpu_pipe(wave.cuda(), lengths.cuda(), ids.cuda(), 1, True)
     for key, prm in pipe.sample_params(ids, lengths, 1).items():
         for name, value in prm.as_dict().items():
@@ -239,7 +273,7 @@ def test_params_are_bit_identical_at_any_batch_position():
     n = 3000
     ids = torch.arange(n) * 7919 + 13
     lengths = 8000 + (ids * 31) % 40000
-    pipe = FeaturePipeline(policy=ALL_OPS, seed=2)
+    pipe = FeaturePipeline(banks=BANKS, policy=ALL_OPS, seed=2)
     whole = pipe.sample_params(ids, lengths, 1)
     parts = [pipe.sample_params(ids[i:i + 7], lengths[i:i + 7], 1) for i in range(0, n, 7)]
     for key, prm in whole.items():

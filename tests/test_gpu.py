@@ -49,18 +49,28 @@ def test_fit_runs_on_the_gpu(tiny_synthetic_root, tmp_path):
     assert "test/emotion/ua" in out
 
 
-def test_training_step_never_waits_for_the_gpu(monkeypatch):
+@pytest.mark.parametrize("placement", ["device", "host"])
+def test_training_step_never_waits_for_the_gpu(monkeypatch, bank_options, placement):
     """Features, augmentation (every op), network, loss and backward under
-    ``set_sync_debug_mode("error")``: any host synchronisation raises."""
+    ``set_sync_debug_mode("error")``: any host synchronisation raises. ``host``: the noise and RIR
+    banks stay in pinned host memory and their audio comes read on the host, as the datamodule's
+    ``on_before_batch_transfer`` does."""
     from test_host_sync import EVERY_OP, _batch, _train_step
 
     from lightning_ser.data.datamodule import SERDataModule
     from lightning_ser.losses import MultitaskLoss
     from lightning_ser.models.attention_cnn import MultitaskAttentionCNN
 
-    dm = SERDataModule(augment=EVERY_OP, seed=3)
+    dm = SERDataModule(augment=EVERY_OP, seed=3, bank_placement=placement, **bank_options)
     net, loss_fn = MultitaskAttentionCNN(n_mels=64, num_classes=4).cuda(), MultitaskLoss(4).cuda()
-    batch = {k: v.cuda() for k, v in _batch().items()}
+    host = _batch()
+    dm._place_pipeline(torch.device("cuda"))
+    assert dm.pipeline.has_host_banks == (placement == "host")
+    if placement == "host":
+        assert dm.banks()["noise"].samples.is_pinned()
+        host["bank_audio"] = dm.pipeline.fetch_bank_audio(host["ids"], host["audio"].shape[-1], epoch=1)
+    batch = {k: ({n: a.cuda(non_blocking=True) for n, a in v.items()} if isinstance(v, dict) else v.cuda())
+             for k, v in host.items()}
     _train_step(dm, net, loss_fn, batch, epoch=1)  # first step of the epoch: keys, cuFFT plans, cuDNN
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
@@ -94,14 +104,16 @@ def test_dali_on_the_gpu_matches_the_torch_path(policy):
 
 
 def test_compiled_pipeline_on_the_gpu_matches_eager():
+    from bank_builders import noise_bank, rir_bank
     from lightning_ser.augment.pipeline import FeaturePipeline
     from test_host_sync import EVERY_OP, _batch
 
     torch._dynamo.reset()
     batch = {k: v.cuda() for k, v in _batch().items()}
     args = (batch["audio"].float() / 32768, batch["lengths"], batch["ids"])
-    eager = FeaturePipeline(policy=EVERY_OP, seed=4).cuda()
-    compiled = FeaturePipeline(policy=EVERY_OP, seed=4).cuda().compile()
+    eager = FeaturePipeline(policy=EVERY_OP, seed=4, banks={"noise": noise_bank(), "rir": rir_bank()}).cuda()
+    compiled = FeaturePipeline(policy=EVERY_OP, seed=4,
+                               banks={"noise": noise_bank(), "rir": rir_bank()}).cuda().compile()
     for epoch in (0, 1):
         want, want_frames = eager(*args, epoch, True)
         got, got_frames = compiled(*args, epoch, True)

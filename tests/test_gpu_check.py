@@ -25,7 +25,8 @@ def test_without_cuda_every_step_parses_and_the_script_exits_0(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "no CUDA on this machine: dry run only" in proc.stdout
-    for step in ("pytest -m gpu", "bench_augment", "bench_train", "fit 1 epoch", "bench_augment_dali"):
+    for step in ("pytest -m gpu", "bench_augment", "bench_augment --banks", "bench_train", "fit 1 epoch",
+                 "bench_augment_dali"):
         assert f"ok     {step}" in proc.stdout
     assert not (tmp_path / "summary.md").exists()  # nothing measured
 

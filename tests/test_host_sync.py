@@ -16,6 +16,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from bank_builders import noise_bank, rir_bank
 from lightning_ser import sync
 from lightning_ser.augment.pipeline import FeaturePipeline
 from lightning_ser.data.datamodule import SERDataModule
@@ -28,10 +29,12 @@ SYNC_OPS = {aten._local_scalar_dense.default, aten.nonzero.default, aten.masked_
             aten._unique2.default, aten.unique_dim.default, aten.unique_consecutive.default,
             aten.lift_fresh.default, aten.is_nonzero.default, aten.equal.default}
 EVERY_OP = [  # every augmentation, each on about half the examples
-    {"name": "gain", "p": 0.5}, {"name": "noise", "p": 0.5}, {"name": "shift", "p": 0.5},
+    {"name": "gain", "p": 0.5}, {"name": "noise", "p": 0.5}, {"name": "reverb", "p": 0.5},
+    {"name": "noise_file", "p": 0.5}, {"name": "shift", "p": 0.5},
     {"name": "speed", "p": 0.5}, {"name": "pitch", "p": 0.5}, {"name": "tempo", "p": 0.5},
     {"name": "time_warp", "p": 0.5}, {"name": "freq_mask", "p": 0.5}, {"name": "time_mask", "p": 0.5},
 ]
+BANKS = {"noise": noise_bank(), "rir": rir_bank()}  # tiny in-memory banks for noise_file and reverb
 
 
 class SyncRecorder(TorchDispatchMode):
@@ -90,8 +93,8 @@ def _train_step(dm: SERDataModule, net, loss_fn, batch: dict, epoch: int) -> tor
 
 
 @pytest.mark.parametrize("condition", [None, "specaugment"])
-def test_training_step_has_no_host_sync(recorder, condition):
-    dm = SERDataModule(augment=EVERY_OP, seed=3)
+def test_training_step_has_no_host_sync(recorder, condition, bank_options):
+    dm = SERDataModule(augment=EVERY_OP, seed=3, **bank_options)
     net, loss_fn = MultitaskAttentionCNN(n_mels=64, num_classes=4), MultitaskLoss(4)
     batch = _batch()
     if condition:  # training-condition presets: only some rows are augmented
@@ -116,11 +119,11 @@ def test_the_recorder_finds_the_syncs_it_looks_for(recorder):
 
 
 def test_the_cpu_path_computes_only_augmented_rows_and_agrees_with_the_gpu_path(monkeypatch):
-    """CPU: noise and pitch compute the augmented rows only (``nonzero``); the GPU path computes all
-    rows and selects. Both give the same features."""
+    """CPU: noise, reverb and pitch compute the augmented rows only (``nonzero``); the GPU path
+    computes all rows and selects. Both give the same features."""
     batch = _batch()
     wave, lengths, ids = batch["audio"].float() / 32768, batch["lengths"], batch["ids"]
-    pipe = FeaturePipeline(policy=EVERY_OP, seed=5)
+    pipe = FeaturePipeline(policy=EVERY_OP, seed=5, banks=BANKS)
     subset, _ = pipe(wave, lengths, ids, 1, True)
     rec = SyncRecorder()
     with rec:
@@ -132,7 +135,7 @@ def test_the_cpu_path_computes_only_augmented_rows_and_agrees_with_the_gpu_path(
 
 
 def test_stream_keys_reach_the_device_once_per_epoch():
-    pipe = FeaturePipeline(policy=EVERY_OP, seed=1)
+    pipe = FeaturePipeline(policy=EVERY_OP, seed=1, banks=BANKS)
     batch = _batch()
     args = (batch["audio"].float() / 32768, batch["lengths"], batch["ids"])
     pipe(*args, 0, True)
@@ -149,8 +152,8 @@ def test_compiled_step_equals_eager_and_does_not_recompile_across_epochs():
     torch._dynamo.reset()
     batch = _batch()
     args = (batch["audio"].float() / 32768, batch["lengths"], batch["ids"])
-    eager = FeaturePipeline(policy=EVERY_OP, seed=4)
-    compiled = FeaturePipeline(policy=EVERY_OP, seed=4).compile()
+    eager = FeaturePipeline(policy=EVERY_OP, seed=4, banks=BANKS)
+    compiled = FeaturePipeline(policy=EVERY_OP, seed=4, banks=BANKS).compile()
     for epoch in (0, 1):
         want, want_frames = eager(*args, epoch, True)
         got, got_frames = compiled(*args, epoch, True)

@@ -51,10 +51,14 @@ _CHUNK_RE = re.compile(r"^chunk-(\d+)-(\d+)\.npz$")
 
 
 # ----------------------------------------------------------------------------- key
-def store_key(utterances: Sequence[Utterance], sample_rate: int = TARGET_SR) -> str:
+def store_key(utterances: Sequence[Utterance], sample_rate: int = TARGET_SR,
+              min_peak_dbfs: float | None = None) -> str:
     """Hex digest of the sources (utt_id, absolute path, size, mtime_ns), parameters and version."""
     h = hashlib.blake2b(digest_size=10)
-    h.update(json.dumps({"version": STORE_VERSION, "sample_rate": int(sample_rate)}).encode())
+    params = {"version": STORE_VERSION, "sample_rate": int(sample_rate)}
+    if min_peak_dbfs is not None:  # only banks set it: corpus keys stay what they were
+        params["min_peak_dbfs"] = float(min_peak_dbfs)
+    h.update(json.dumps(params).encode())
     for u in utterances:
         try:
             st = os.stat(u.path)
@@ -220,12 +224,21 @@ class AudioStore:
 
 
 # ----------------------------------------------------------------------------- build
-def _decode(path: str, sample_rate: int) -> tuple[np.ndarray | None, str | None]:
-    """One file → (int16 (T,), None) or (None, reason). Runs in worker processes."""
+def _decode(path: str, sample_rate: int, min_peak_dbfs: float | None = None) -> tuple[np.ndarray | None, str | None]:
+    """One file → (int16 (T,), None) or (None, reason). Runs in worker processes.
+
+    ``min_peak_dbfs``: files whose peak is below it are rejected as silent (noise and RIR banks,
+    where a silent file would be scaled by an unbounded gain)."""
     try:
-        return audio_io.to_int16(audio_io.load_audio(path, sample_rate)), None
+        x = audio_io.to_int16(audio_io.load_audio(path, sample_rate))
     except AudioError as exc:
         return None, exc.reason
+    if min_peak_dbfs is not None:
+        peak = int(np.abs(x.astype(np.int32)).max()) / 32768.0
+        peak_db = 20.0 * np.log10(peak) if peak > 0 else -np.inf
+        if not peak_db >= min_peak_dbfs:
+            return None, f"silent: peak {peak_db:.1f} dBFS is below {min_peak_dbfs:g} dBFS"
+    return x, None
 
 
 def _init_worker() -> None:
@@ -305,6 +318,7 @@ def build_store(
     num_workers: int = 0,
     chunk_size: int = 64,
     progress: bool = True,
+    min_peak_dbfs: float | None = None,
 ) -> AudioStore:
     """Decode ``utterances`` once into ``<cache_dir>/store-<key>/`` and open it.
 
@@ -313,6 +327,7 @@ def build_store(
     chunks of an interrupted build. Bad files (:class:`AudioError`) are skipped with a warning and
     listed in ``report.json``; with ``strict=True`` the first one raises and no store is created.
     Concurrent callers with the same key wait on a lock and reuse the first caller's store.
+    ``min_peak_dbfs`` also skips (and reports) files whose peak is below it, as silent.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -322,13 +337,13 @@ def build_store(
         raise ValueError(f"duplicate utt_id {dup!r} in the utterances given to build_store")
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    key = store_key(utterances, sample_rate)
+    key = store_key(utterances, sample_rate, min_peak_dbfs)
     final = cache_dir / f"store-{key}"
     if not final.is_dir():
         with _locked(cache_dir / f".store-{key}.lock"):
             if not final.is_dir():  # another process may have finished while we waited
                 _build(list(utterances), final, key, sample_rate, strict, num_workers, chunk_size,
-                       progress)
+                       progress, min_peak_dbfs)
     shutil.rmtree(final / "chunks", ignore_errors=True)  # left if killed right after the rename
     store = AudioStore.open(final)
     if strict and store.report["skipped"]:
@@ -338,7 +353,7 @@ def build_store(
 
 
 def _build(utts: list[Utterance], final: Path, key: str, sample_rate: int, strict: bool,
-           num_workers: int, chunk_size: int, progress: bool) -> None:
+           num_workers: int, chunk_size: int, progress: bool, min_peak_dbfs: float | None) -> None:
     partial = final.with_name(final.name + ".partial")
     chunk_dir = partial / "chunks"
     chunk_dir.mkdir(parents=True, exist_ok=True)
@@ -357,7 +372,7 @@ def _build(utts: list[Utterance], final: Path, key: str, sample_rate: int, stric
             path = chunk_dir / f"chunk-{a:08d}-{b:08d}.npz"
             chunk = _read_chunk(path, b - a) if path.exists() else None
             if chunk is None:
-                chunk = _decode_chunk(utts[a:b], sample_rate, strict, pool, num_workers)
+                chunk = _decode_chunk(utts[a:b], sample_rate, strict, pool, num_workers, min_peak_dbfs)
                 _write_chunk(path, *chunk)
             _warn_skips(chunk[2])
             lengths_all.append(chunk[1])
@@ -404,14 +419,16 @@ def _build(utts: list[Utterance], final: Path, key: str, sample_rate: int, stric
 
 
 def _decode_chunk(utts: list[Utterance], sample_rate: int, strict: bool,
-                  pool: ProcessPoolExecutor | None, num_workers: int) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+                  pool: ProcessPoolExecutor | None, num_workers: int,
+                  min_peak_dbfs: float | None = None) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     paths = [str(u.path) for u in utts]
     srs = [sample_rate] * len(paths)
+    peaks = [min_peak_dbfs] * len(paths)
     if pool is None:
-        results = list(map(_decode, paths, srs))
+        results = list(map(_decode, paths, srs, peaks))
     else:
         per = max(1, len(paths) // (4 * num_workers))
-        results = list(pool.map(_decode, paths, srs, chunksize=per))
+        results = list(pool.map(_decode, paths, srs, peaks, chunksize=per))
     audio, lengths, skipped = [], np.full(len(utts), -1, dtype=np.int64), []
     for j, (u, (x, reason)) in enumerate(zip(utts, results)):
         if x is None:

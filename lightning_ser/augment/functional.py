@@ -95,6 +95,8 @@ def on_rows(apply: Tensor, fn, x: Tensor, *row_args: Tensor) -> Tensor:
     """
     if host_reads_are_free(apply):
         rows = apply.nonzero().squeeze(1)
+        if rows.shape[0] == apply.shape[0]:  # every row: no copies in and out
+            return fn(x, *row_args)
         return x.index_copy(0, rows, fn(x[rows], *(a[rows] for a in row_args)))
     keep = apply.reshape(-1, *([1] * (x.dim() - 1)))
     return torch.where(keep, fn(x, *row_args), x)
@@ -186,12 +188,59 @@ def mix_at_snr(x: Tensor, noise: Tensor, snr_db: Tensor, lengths: Tensor) -> Ten
 
     ``x``, ``noise``: ``(B, T)``; ``snr_db``: ``(B,)``. Silent rows get no noise. Padding unchanged.
     """
-    vf = valid_mask(lengths, x.shape[-1]).to(x.dtype)
-    noise = noise * vf
-    p_sig = (x * vf).square().sum(-1)
-    p_noise = noise.square().sum(-1)
-    g = torch.sqrt(p_sig / (p_noise.clamp_min(1e-20) * torch.pow(10.0, snr_db / 10.0)))
+    valid = valid_mask(lengths, x.shape[-1])
+    noise = torch.where(valid, noise, 0.0)
+    p_sig = row_energy(torch.where(valid, x, 0.0))
+    g = torch.sqrt(p_sig / (row_energy(noise).clamp_min(1e-20) * torch.pow(10.0, snr_db / 10.0)))
     return torch.addcmul(x, g[:, None], noise)
+
+
+def row_energy(x: Tensor) -> Tensor:
+    """``(x ** 2).sum(-1)`` of ``(B, T)`` rows, in one pass without a squared copy."""
+    return torch.linalg.vector_norm(x, dim=-1).square()
+
+
+def fast_fft_size(n: int) -> int:
+    """The smallest ``2**a * 3**b * 5**c >= n`` (FFT sizes the CPU and cuFFT libraries do fastest;
+    a power of two alone can nearly double the work)."""
+    best, p5 = 1 << max(0, (n - 1).bit_length()), 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            p = p35
+            while p < n:
+                p *= 2
+            best = min(best, p)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+def convolve_aligned(x: Tensor, h: Tensor, delay: Tensor, lengths: Tensor) -> Tensor:
+    """Reverberation: each row's valid part convolved with its own RIR, aligned to the direct path.
+
+    ``x (B, T)``, ``h (B, K)``, ``delay (B,)`` int64 (the direct path's index in ``h``, ``< K``),
+    ``lengths (B,)``. Output ``y[b, t] = sum_k h[b, k] x[b, t + delay[b] - k]`` for ``t < L``, with
+    ``x`` read on its valid part only (zero elsewhere); positions ``>= L`` keep ``x``. One batched
+    FFT convolution of the whole batch (``rfft`` size :func:`fast_fft_size` of ``T + K - 1``).
+    """
+    b, n = x.shape
+    if b == 0:  # MKL rejects empty FFT batches
+        return x
+    size = fast_fft_size(n + h.shape[-1] - 1)
+    return convolve_aligned_spectrum(x, torch.fft.rfft(h.to(x.dtype), n=size), delay, lengths, size)
+
+
+def convolve_aligned_spectrum(x: Tensor, h_spec: Tensor, delay: Tensor, lengths: Tensor, size: int) -> Tensor:
+    """:func:`convolve_aligned` with the RIRs given as ``rfft(h, n=size)``: ``(B, size // 2 + 1)``
+    complex, ``size >= T + K - 1`` (e.g. spectra computed once per RIR bank)."""
+    b, n = x.shape
+    if b == 0:
+        return x
+    valid = valid_mask(lengths, n)
+    full = torch.fft.irfft(torch.fft.rfft(torch.where(valid, x, 0.0), n=size) * h_spec, n=size)
+    y = full.unfold(1, n, 1)[torch.arange(b, device=x.device), delay]  # row b from delay[b]: (B, T)
+    return torch.where(valid, y, x)
 
 
 # ----------------------------------------------------------------------------- spectrogram

@@ -5,7 +5,10 @@ forced on (``p=1``) with the parameters that op draws for that sample and epoch.
 
 CLI (synthetic chirps/tones, no corpus needed)::
 
-    python -m lightning_ser.augment.inspect --out grid.png [--policy ser] [--epoch 0] [--seed 0]
+    python -m lightning_ser.augment.inspect --out grid.png [--policy ser] [--epoch 0] [--seed 0] \
+        [--noise DIR_OR_MANIFEST ...] [--rir DIR_OR_MANIFEST ...]
+
+``--noise`` / ``--rir`` load banks for ``noise_file`` and ``reverb`` (e.g. ``--policy robust``).
 """
 from __future__ import annotations
 
@@ -24,11 +27,25 @@ def _describe(params, i: int) -> str:
     """Short text of sample ``i``'s scalar params, e.g. ``db=+3.1``."""
     parts = []
     for name, value in params.as_dict().items():
-        if name == "apply" or name == "seed":
+        if name in ("apply", "seed", "audio"):  # audio: bank recordings read on the host, not a parameter
             continue
         v = value[i]
         parts.append(f"{name}={v.item():+.2f}" if v.dim() == 0 else f"{name}={v.tolist()}")
     return " ".join(parts)[:60]
+
+
+@torch.no_grad()
+def grid_columns(wave: Tensor, lengths: Tensor, ids: Tensor, pipeline: FeaturePipeline, epoch: int = 0) -> list:
+    """The grid's columns: ``[(title, features (B, F, N), frame_lengths (B,), params or None)]``,
+    the eval log-mel first, then each op of ``pipeline`` alone, forced on (``p=1``)."""
+    base, frames = pipeline(wave, lengths, ids, epoch, train=False)
+    columns = [("original", base, frames, None)]
+    for op in pipeline.ops:
+        single = pipeline.with_ops([dataclasses.replace(op, p=1.0)])
+        params = single.sample_params(ids, lengths, epoch)
+        feats, fl = single.apply_params(wave, lengths, params)
+        columns.append((op.key, feats, fl, params[op.key]))
+    return columns
 
 
 @torch.no_grad()
@@ -39,13 +56,8 @@ def render_augmentation_grid(wave: Tensor, lengths: Tensor, ids: Tensor, pipelin
     from matplotlib.figure import Figure  # Agg canvas, no pyplot state
 
     path = Path(path)
-    base, frames = pipeline(wave, lengths, ids, epoch, train=False)
-    columns = [("original", base, frames, None)]
-    for op in pipeline.ops:
-        single = pipeline.with_ops([dataclasses.replace(op, p=1.0)])
-        params = single.sample_params(ids, lengths, epoch)
-        feats, fl = single.apply_params(wave, lengths, params)
-        columns.append((op.key, feats, fl, params[op.key]))
+    columns = grid_columns(wave, lengths, ids, pipeline, epoch)
+    base, frames = columns[0][1], columns[0][2]
     rows, cols = wave.shape[0], len(columns)
     fig = Figure(figsize=(2.8 * cols, 2.0 * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False)
@@ -102,9 +114,19 @@ def main(argv=None) -> None:
     ap.add_argument("--epoch", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--seconds", type=float, default=2.0, help="length of the longest signal")
+    ap.add_argument("--noise", nargs="+", help="noise bank sources (folders, manifests, files)")
+    ap.add_argument("--rir", nargs="+", help="RIR bank sources (folders, manifests, files)")
     args = ap.parse_args(argv)
     wave, lengths = synthetic_signals(seconds=args.seconds)
-    pipe = FeaturePipeline(policy=args.policy, seed=args.seed)
+    banks = {}
+    if args.noise or args.rir:
+        from ..data.datamodule import default_cache_dir
+        from .bank import load_bank
+
+        for kind, sources in (("noise", args.noise), ("rir", args.rir)):
+            if sources:
+                banks[kind] = load_bank(kind, sources, default_cache_dir() / "banks", sample_rate=16000)
+    pipe = FeaturePipeline(policy=args.policy, seed=args.seed, banks=banks)
     out = render_augmentation_grid(wave, lengths, torch.arange(len(lengths)), pipe, args.out, epoch=args.epoch)
     print(f"wrote {out}")
 

@@ -62,7 +62,7 @@ def spectrogram_png(features: torch.Tensor, frame_lengths: torch.Tensor, path: P
 class EvalMediaLogger(L.Callback):
     """Logs confusion matrices (normalised by true and by predicted label) after validation and
     test, a few augmented training spectrograms every ``spectrogram_every_n_epochs``, and the
-    robustness table (one row per codec variant) after test."""
+    robustness table (one row per test condition: codec variant, noise SNR, reverb) after test."""
 
     def __init__(self, spectrogram_every_n_epochs: int = 5, n_spectrograms: int = 4) -> None:
         self.every = spectrogram_every_n_epochs
@@ -117,18 +117,19 @@ class EvalMediaLogger(L.Callback):
 
     def on_test_end(self, trainer, pl_module) -> None:
         self._confusions(trainer, pl_module, "test")
-        self._codec_table(trainer, pl_module)
+        self._robustness_table(trainer, pl_module)
 
-    def _codec_table(self, trainer, pl_module) -> None:
+    def _robustness_table(self, trainer, pl_module) -> None:
+        """Condition × metric table of the test sets: codec variants, noisy and reverberant copies."""
         results = getattr(pl_module, "last_eval_results", {}).get("test") or {}
         if len(results) < 2 or not trainer.is_global_zero:
             return
         metrics = sorted({m for r in results.values() for m in r})
         rows = [[name, *[float(results[name].get(m, float("nan"))) for m in metrics]] for name in results]
-        print("\nRobustness (test set per codec variant):")
-        print("| variant | " + " | ".join(metrics) + " |")
+        print("\nRobustness (test set per condition: codec variant, noise SNR, reverberation):")
+        print("| condition | " + " | ".join(metrics) + " |")
         for r in rows:
             print(f"| {r[0]} | " + " | ".join(f"{v:.3f}" for v in r[1:]) + " |")
         wb = self._wandb(trainer)
         if wb is not None:
-            wb.log_table(key="test/codec_table", columns=["variant", *metrics], data=rows)
+            wb.log_table(key="test/robustness_table", columns=["condition", *metrics], data=rows)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from lightning_ser.corpora.base import (
     CorpusError, CorpusScan, Utterance, check_duplicates, finish, probe_or_skip, register,
@@ -41,14 +41,16 @@ def find_manifest(root: str | Path) -> Path:
     return found[0]
 
 
-def _rows(path: Path) -> Iterator[tuple[int, dict]]:
-    """``(line number, row)`` pairs; checks the required columns."""
+def table_rows(path: Path, required: Sequence[str] = (), error: type[Exception] = CorpusError) -> Iterator[tuple[int, dict]]:
+    """``(line number, row)`` pairs of a ``.csv`` (header row) or ``.jsonl`` (an object per line)
+    table; raises ``error`` naming the file (and line) for a missing ``required`` column, invalid
+    JSON or another suffix. Shared with the noise and RIR bank manifests."""
     if path.suffix.lower() == ".csv":
         with open(path, newline="") as f:
             reader = csv.DictReader(f)
-            missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+            missing = [c for c in required if c not in (reader.fieldnames or [])]
             if missing:
-                raise CorpusError(f"{path}: missing required column(s) {missing} (have {reader.fieldnames})")
+                raise error(f"{path}: missing required column(s) {missing} (have {reader.fieldnames})")
             for row in reader:
                 yield reader.line_num, row
     elif path.suffix.lower() in (".jsonl", ".json"):
@@ -59,13 +61,20 @@ def _rows(path: Path) -> Iterator[tuple[int, dict]]:
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise CorpusError(f"{path}:{n}: invalid JSON ({exc})") from exc
-                missing = [c for c in REQUIRED if c not in row]
+                    raise error(f"{path}:{n}: invalid JSON ({exc})") from exc
+                if not isinstance(row, dict):
+                    raise error(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
+                missing = [c for c in required if c not in row]
                 if missing:
-                    raise CorpusError(f"{path}:{n}: missing required column(s) {missing}")
+                    raise error(f"{path}:{n}: missing required column(s) {missing}")
                 yield n, row
     else:
-        raise CorpusError(f"{path}: manifest must be .csv or .jsonl")
+        raise error(f"{path}: manifest must be .csv or .jsonl")
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict]]:
+    """``(line number, row)`` pairs; checks the required columns."""
+    return table_rows(path, REQUIRED)
 
 
 def _text(row: dict, key: str) -> str | None:

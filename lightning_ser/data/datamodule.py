@@ -92,6 +92,14 @@ class SERDataModule(L.LightningDataModule):
             predicted file: ``folder`` (the files of one folder are one speaker; default),
             ``file`` (each file its own) or ``training`` (the training speakers' pooled ones,
             saved in the checkpoint; for a single short file).
+        noise / rir: noise and room-impulse-response banks for the ``noise_file`` and ``reverb``
+            ops (``augment: robust``): lists of folders, CSV/JSONL manifests or audio files,
+            decoded once into ``<cache_dir>/banks`` (:mod:`lightning_ser.audio.banks`).
+        eval_noise / eval_rir: banks for the test set's robustness conditions: noisy copies at
+            each of ``eval_snr_db`` (default 20, 10, 0 dB) and a reverberant copy
+            (:mod:`lightning_ser.data.robustness`), each one more test set.
+        bank_placement: ``auto`` (banks on the GPU when they take at most a quarter of its free
+            memory, pinned host memory otherwise), ``device`` or ``host``.
     """
 
     def __init__(
@@ -131,6 +139,12 @@ class SERDataModule(L.LightningDataModule):
         store_workers: int | None = None,
         predict_files: list[str] | None = None,
         predict_speaker: str = "folder",
+        noise: list[str] | None = None,
+        rir: list[str] | None = None,
+        eval_noise: list[str] | None = None,
+        eval_rir: list[str] | None = None,
+        eval_snr_db: list[float] | None = None,
+        bank_placement: str = "auto",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -159,6 +173,8 @@ class SERDataModule(L.LightningDataModule):
         self.speaker_stats: tuple[torch.Tensor, torch.Tensor] | None = None  # (S, F) mean, std
         self.training_stats: tuple[torch.Tensor, torch.Tensor] | None = None  # (F,) pooled training speakers
         self._stats_on_device: tuple | None = None
+        self._banks: dict[str, Any] | None = None
+        self._conditions: dict[str, Any] = {}  # robustness condition name → its FeaturePipeline
 
     # ------------------------------------------------------------------ corpus → utterances
     def _default_root(self, corpus: str) -> Path:
@@ -230,8 +246,30 @@ class SERDataModule(L.LightningDataModule):
         return (os.cpu_count() or 1) if w is None else w
 
     def prepare_data(self) -> None:
-        """Decode once into the store and encode codec variants (rank 0; others wait on a lock)."""
+        """Decode once into the store and encode codec variants (rank 0; others wait on a lock),
+        and the noise and RIR banks."""
         self._build_store()
+        self.banks()
+
+    def banks(self) -> dict[str, Any]:
+        """The configured banks, ``{"noise"|"rir"|"eval_noise"|"eval_rir": AudioBank}``, decoded
+        once into ``<cache_dir>/banks`` and loaded once (one object for identical sources)."""
+        if self._banks is None:
+            from lightning_ser.augment.bank import load_bank
+
+            loaded, self._banks = {}, {}
+            for name in ("noise", "rir", "eval_noise", "eval_rir"):
+                sources = self.hparams[name]
+                if sources:
+                    kind = name.removeprefix("eval_")
+                    key = (kind, tuple(map(str, sources)))
+                    if key not in loaded:
+                        loaded[key] = load_bank(kind, list(sources), self.cache_dir / "banks",
+                                                sample_rate=self.sample_rate, strict=self.hparams.strict,
+                                                num_workers=self._store_workers(),
+                                                placement=self.hparams.bank_placement)
+                    self._banks[name] = loaded[key]
+        return self._banks
 
     def setup(self, stage: str | None = None) -> None:
         if self.store is None:
@@ -301,9 +339,19 @@ class SERDataModule(L.LightningDataModule):
 
     def _make_pipeline(self) -> None:
         from lightning_ser.augment.pipeline import FeaturePipeline
+        from lightning_ser.data.robustness import DEFAULT_SNRS_DB, condition_ops
 
+        banks = self.banks()
         self.pipeline = FeaturePipeline(**(self.hparams.features or {}), policy=self.hparams.augment,
-                                        seed=self.hparams.seed)
+                                        seed=self.hparams.seed, banks=banks)
+        used = {op.bank_field.split("_")[0] for op in self.pipeline.ops if hasattr(op, "bank_field")}
+        for name in sorted({"noise", "rir"} & set(banks) - used):
+            warnings.warn(f"data.{name} is set but the augmentation policy reads no {name} bank (use "
+                          f"data.augment=robust, or add a {'noise_file' if name == 'noise' else 'reverb'} op)",
+                          stacklevel=2)
+        snrs = DEFAULT_SNRS_DB if self.hparams.eval_snr_db is None else self.hparams.eval_snr_db
+        self._conditions = {name: self.pipeline.with_ops(ops) for name, ops in
+                            condition_ops(banks.get("eval_noise"), banks.get("eval_rir"), snrs).items()}
         if self.hparams.compile:
             if self.hparams.backend != "torch":
                 raise ValueError("data.compile applies to the torch backend; set data.backend=torch")
@@ -365,13 +413,24 @@ class SERDataModule(L.LightningDataModule):
 
     @property
     def eval_set_names(self) -> list[str]:
-        """Names of the evaluation sets (one dataloader each): ``original`` and/or variants."""
+        """Names of the evaluation sets (one dataloader each): ``original`` and/or codec variants,
+        then (test only) the robustness conditions (``noise_20db``, ..., ``reverb``)."""
+        return self._codec_set_names() + list(self.condition_names)
+
+    def _codec_set_names(self) -> list[str]:
         ce = self.hparams.codec_eval
         if ce == "all":
             return list(self.variant_names)
         if ce not in self.variant_names:
             raise ValueError(f"codec_eval {ce!r} is not a built variant {self.variant_names}")
         return [ce]
+
+    @property
+    def condition_names(self) -> list[str]:
+        """The robustness conditions of the test set (:mod:`lightning_ser.data.robustness`)."""
+        if self.pipeline is None and (self.hparams.eval_noise or self.hparams.eval_rir):
+            self._make_pipeline()
+        return list(self._conditions)
 
     # ------------------------------------------------------------------ loaders
     def _loader(self, dataset, *, train: bool, batch_size: int) -> DataLoader:
@@ -453,9 +512,10 @@ class SERDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_dataset(), train=True, batch_size=self.hparams.batch_size)
 
-    def _eval_loaders(self, part: str):
+    def _eval_loaders(self, part: str, conditions: bool = False):
+        variants = self._codec_set_names() + (["original"] * len(self.condition_names) if conditions else [])
         loaders = [self._loader(self.eval_dataset(part, v), train=False, batch_size=self.eval_batch_size)
-                   for v in self.eval_set_names]
+                   for v in variants]
         return loaders[0] if len(loaders) == 1 else loaders
 
     def val_dataloader(self):
@@ -465,7 +525,7 @@ class SERDataModule(L.LightningDataModule):
         return self._eval_loaders("val")
 
     def test_dataloader(self):
-        return self._eval_loaders("test")
+        return self._eval_loaders("test", conditions=True)
 
     def predict_dataloader(self):
         if self.hparams.predict_files:
@@ -497,23 +557,65 @@ class SERDataModule(L.LightningDataModule):
         return lm.mean_std(total, squares, frames)
 
     # ------------------------------------------------------------------ device side
+    def _condition(self, dataloader_idx: int, train: bool):
+        """The robustness condition pipeline of an eval dataloader (they follow the codec sets)."""
+        k = dataloader_idx - len(self._codec_set_names())
+        return None if train or k < 0 or k >= len(self._conditions) else list(self._conditions.values())[k]
+
+    def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """Banks held in host memory (too big for the GPU): read each example's recording here, on
+        the host, so that it travels with the batch and the device never waits (``bank_audio``)."""
+        trainer = self.trainer
+        if not isinstance(batch, dict) or "audio" not in batch or trainer is None:
+            return batch
+        train = bool(trainer.training)
+        if self.pipeline is None:
+            self._make_pipeline()
+        self._place_pipeline(trainer.strategy.root_device)
+        pipe = self._condition(dataloader_idx, train) or (self.pipeline if train else None)
+        if pipe is None or not pipe.has_host_banks:
+            return batch
+        from lightning_ser.data.robustness import CONDITION_EPOCH
+
+        width = batch["audio"].shape[-1]
+        if train and self.hparams.compile:
+            width = max(width, int(self.hparams.crop_seconds * self.sample_rate) if self.hparams.crop_seconds else 0)
+        epoch = trainer.current_epoch if train else CONDITION_EPOCH
+        return {**batch, "bank_audio": pipe.fetch_bank_audio(batch["ids"], width, epoch)}
+
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
-        """``audio: (B, T)`` int16 → ``features: (B, F, N)``, ``frame_lengths: (B,)``."""
+        """``audio: (B, T)`` int16 → ``features: (B, F, N)``, ``frame_lengths: (B,)``; a robustness
+        condition's batch is corrupted first (and carries the corrupted ``wave``)."""
         if not isinstance(batch, dict) or "audio" not in batch:
             return batch
         trainer = self.trainer
         train = bool(trainer is not None and trainer.training)
         epoch = trainer.current_epoch if trainer is not None else 0
+        condition = self._condition(dataloader_idx, train)
+        if condition is not None:
+            from lightning_ser.data.robustness import CONDITION_EPOCH
+
+            self._place_pipeline(batch["audio"].device)
+            wave, _ = condition.augment_wave(batch["audio"].float() / 32768.0, batch["lengths"], batch["ids"],
+                                             CONDITION_EPOCH, fetched=batch.get("bank_audio"))
+            batch = {**batch, "wave": wave}
         return self.featurize(batch, train=train, epoch=epoch)
 
-    def featurize(self, batch: dict, *, train: bool, epoch: int) -> dict:
+    def _place_pipeline(self, device: torch.device) -> None:
         if self.pipeline is None:
             self._make_pipeline()
-        device = batch["audio"].device
-        if next(iter(self.pipeline.buffers()), torch.empty(0, device=device)).device != device:
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        if self.pipeline.logmel.window.device != device:
             self.pipeline.to(device)
             self._dali = None
-        wave = batch["audio"].float() / 32768.0
+
+    def featurize(self, batch: dict, *, train: bool, epoch: int) -> dict:
+        """Features of ``batch`` (``wave (B, T)`` float when present, else ``audio`` int16)."""
+        device = batch["audio"].device
+        self._place_pipeline(device)
+        wave = batch["wave"] if "wave" in batch else batch["audio"].float() / 32768.0
         aug = batch.get("augment")
         if train and self.hparams.compile:
             wave = self._pad_to_crop(wave)
@@ -523,10 +625,14 @@ class SERDataModule(L.LightningDataModule):
         stats = self._normalisation_stats(batch, device)
         if mixed and not bool(aug.all()):
             feats, frame_lengths = self._featurize_mixed(wave, batch, aug, epoch)
-        elif stats is not None:
-            feats, frame_lengths = self.pipeline(wave, batch["lengths"], batch["ids"], epoch, train, stats)
         else:
-            feats, frame_lengths = self._featurizer(device)(wave, batch["lengths"], batch["ids"], epoch, train)
+            fetched = batch.get("bank_audio") if train is not False else None
+            if stats is not None:  # speaker normalisation: the torch pipeline (checked above)
+                feats, frame_lengths = self.pipeline(wave, batch["lengths"], batch["ids"], epoch, train, stats,
+                                                     fetched)
+            else:
+                feats, frame_lengths = self._featurizer(device)(wave, batch["lengths"], batch["ids"], epoch, train,
+                                                                **({"fetched": fetched} if fetched else {}))
         out = dict(batch)
         out["features"], out["frame_lengths"] = feats, frame_lengths
         return out
@@ -611,4 +717,11 @@ class SERDataModule(L.LightningDataModule):
                          f"utterances ({self.hparams.protocol}, fold {self.hparams.fold} of {self.num_folds})")
         if self.store is not None:
             lines.append(f"store: {self.store.path}  variants: {', '.join(self.variant_names)}")
+        for name, bank in (self._banks or {}).items():
+            seconds = bank.total_samples / self.sample_rate
+            lines.append(f"{name} bank: {bank.n_files} files, {seconds / 3600:.2f} h ({bank.store_path})")
+            for s in bank.report.get("skipped", []):
+                lines.append(f"skipped in {name} bank: {s['path']}: {s['reason']}")
+        if self._conditions:
+            lines.append(f"robustness conditions (test): {', '.join(self._conditions)}")
         return "\n".join(lines)
