@@ -343,3 +343,17 @@ def test_manifest_round_trips_saved_utterances(tmp_path):
     back = read("manifest", tmp_path / "saved.jsonl")
     assert back.utterances == scan.utterances
     assert json.loads((tmp_path / "saved.jsonl").read_text().splitlines()[0])["corpus"] == "iemocap"
+
+
+def test_synthetic_generation_clears_what_a_killed_run_left(tmp_path):
+    from lightning_ser.corpora.synthetic import SyntheticConfig, generate
+
+    root = tmp_path / "synthetic"
+    stale = tmp_path / "synthetic.partial-999999"  # the temporary folder of a killed run
+    (stale / "spk01").mkdir(parents=True)
+    (stale / "spk01" / "half.wav").write_bytes(b"RIFF")
+    cfg = SyntheticConfig(speakers=2, emotions=("neutral", "sad"), utterances_per_emotion=1)
+    manifest = generate(root, cfg, num_workers=2)  # spawned workers that die with this process
+    assert not stale.exists() and not list(tmp_path.glob("synthetic.partial-*"))
+    assert len(manifest.read_text().splitlines()) == 4
+    assert len(list(root.rglob("*.wav"))) == 4

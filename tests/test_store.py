@@ -331,3 +331,90 @@ def test_concurrent_builders_decode_once(tmp_path):
     paths = {o[0].strip() for o in outs}
     assert paths == {str(tmp_path / "cache" / f"store-{store_key(utts)}")}
     assert len(log.read_text().splitlines()) == len(utts)  # the second waited, then reused
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting to be reaped counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def _wait_for(condition, what: str, proc: subprocess.Popen | None = None, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds  # guards against a broken child, not a speed check
+    while not condition():
+        assert proc is None or proc.poll() is None, f"child exited early: {proc.communicate()}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_sigkill_of_a_parallel_build_leaves_no_workers_and_no_lock(tmp_path):
+    """A killed ``prepare`` used to leave forked decode workers that kept the store lock, so every
+    later build hung without a word. Kill the main process mid-build: its workers must die with
+    it, and a rerun must finish and match a clean build."""
+    paths = _good(tmp_path / "wav", 40)
+    utts = [_utt(p) for p in paths]
+    js, cache, log, chunk = _utts_json(tmp_path, utts), tmp_path / "killed", tmp_path / "decodes.log", 4
+    # chunk 6 (files 24-27) never finishes: the kill lands mid-build, with both workers busy
+    proc = _child(js, cache, chunk, "--workers", 2, "--sleep", "0.01", "--hang-on", paths[26].name, "--log", log)
+    chunks = cache / f"store-{store_key(utts)}.partial" / "chunks"
+    workers = lambda: {int(line.split()[0]) for line in log.read_text().splitlines()} if log.exists() else set()  # noqa: E731
+    try:
+        _wait_for(lambda: list(chunks.glob("chunk-*.npz")) and len(workers()) == 2, "chunks and 2 workers", proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL and proc.pid not in workers()
+    try:
+        _wait_for(lambda: not any(_alive(p) for p in workers()), "the decode workers to die with their parent",
+                  seconds=30)
+    finally:  # never leave orphans behind, even when the assertion fails
+        for pid in filter(_alive, workers()):
+            os.kill(pid, signal.SIGKILL)
+
+    start = time.monotonic()
+    rerun = subprocess.run([sys.executable, str(CHILD), str(js), str(cache), str(chunk), "--workers", "2"],
+                           capture_output=True, text=True, timeout=300)
+    print(f"rerun after SIGKILL finished in {time.monotonic() - start:.1f} s")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "waiting for" not in rerun.stderr  # nobody holds the lock any more
+    resumed = AudioStore.open(rerun.stdout.strip())
+    fresh = _build_quiet(utts, tmp_path / "fresh", chunk_size=chunk)
+    assert resumed.path.name == fresh.path.name and _files(resumed.path) == _files(fresh.path)
+    assert not list(cache.rglob("*.tmp")) and not list(cache.glob("*.partial"))
+
+
+def test_a_waiting_build_says_for_whom_then_goes_on_when_the_holder_dies(tmp_path):
+    paths = _good(tmp_path / "wav", 6)
+    utts = [_utt(p) for p in paths]
+    js, cache = _utts_json(tmp_path, utts), tmp_path / "cache"
+    holder = _child(js, cache, 2, "--hang-at", "3")  # holds the lock until killed
+    chunks = cache / f"store-{store_key(utts)}.partial" / "chunks"
+    err = tmp_path / "waiter.err"
+    try:
+        _wait_for(lambda: list(chunks.glob("chunk-*.npz")), "the holder's first chunk", holder)
+        with open(err, "w") as f:
+            waiter = subprocess.Popen([sys.executable, str(CHILD), str(js), str(cache), "2"],
+                                      stdout=subprocess.PIPE, stderr=f, text=True)
+        _wait_for(lambda: "waiting for" in err.read_text(), "the waiter's message", waiter)
+        lock = cache / f".store-{store_key(utts)}.lock"
+        assert (f"waiting for the audio store build store-{store_key(utts)}: {lock} is locked by pid "
+                f"{holder.pid}") in err.read_text()
+        assert waiter.poll() is None  # still waiting, not failed
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        out, _ = waiter.communicate(timeout=300)
+    finally:
+        for p in (holder, locals().get("waiter")):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+    assert waiter.returncode == 0, err.read_text()[-3000:]
+    assert "is free after" in err.read_text()
+    fresh = _build_quiet(utts, tmp_path / "fresh", chunk_size=2)
+    assert _files(Path(out.strip())) == _files(fresh.path)
