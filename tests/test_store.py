@@ -418,3 +418,20 @@ def test_a_waiting_build_says_for_whom_then_goes_on_when_the_holder_dies(tmp_pat
     assert "is free after" in err.read_text()
     fresh = _build_quiet(utts, tmp_path / "fresh", chunk_size=2)
     assert _files(Path(out.strip())) == _files(fresh.path)
+
+
+def test_report_lists_the_readers_skips_and_follows_them_without_a_rebuild(tmp_path, monkeypatch):
+    paths = _good(tmp_path / "wav", 4) + [_bad(tmp_path / "wav")["NaN/Inf"]]
+    utts = [_utt(p) for p in paths]
+    first = [{"path": str(tmp_path / "wav" / "junk.wav"), "reason": "empty file (0 bytes)"}]
+    store = _build_quiet(utts, tmp_path / "cache", read_skipped=first)
+    stages = [(s["stage"], s["path"]) for s in store.report["skipped"]]
+    assert stages == [("read", first[0]["path"]), ("decode", str(paths[-1]))]
+    assert (store.report["n_skipped_read"], store.report["n_skipped_decode"]) == (1, 1)
+
+    decodes = []
+    monkeypatch.setattr(audio_io, "load_audio", lambda *a: decodes.append(a))
+    later = _build_quiet(utts, tmp_path / "cache", read_skipped=[])  # the junk was deleted since
+    assert later.path == store.path and decodes == []  # same store, nothing decoded again
+    assert [(s["stage"], s["path"]) for s in later.report["skipped"]] == [("decode", str(paths[-1]))]
+    assert json.loads((store.path / "report.json").read_text()) == later.report

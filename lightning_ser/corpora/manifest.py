@@ -18,7 +18,7 @@ from typing import Iterator
 from lightning_ser.corpora.base import (
     CorpusError, CorpusScan, Utterance, check_duplicates, finish, probe_or_skip, register,
 )
-from lightning_ser.labels import to_unified
+from lightning_ser.labels import UnknownLabelError, to_unified
 
 CORPUS = "manifest"
 REQUIRED = ("path", "speaker", "emotion")
@@ -41,8 +41,9 @@ def find_manifest(root: str | Path) -> Path:
     return found[0]
 
 
-def _rows(path: Path) -> Iterator[tuple[int, dict]]:
-    """``(line number, row)`` pairs; checks the required columns."""
+def _rows(path: Path, scan: CorpusScan) -> Iterator[tuple[int, dict]]:
+    """``(line number, row)`` pairs. Missing CSV columns stop here (no row is usable); a bad JSON
+    line or a row without a required field is recorded as a problem and left out."""
     if path.suffix.lower() == ".csv":
         with open(path, newline="") as f:
             reader = csv.DictReader(f)
@@ -59,10 +60,12 @@ def _rows(path: Path) -> Iterator[tuple[int, dict]]:
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise CorpusError(f"{path}:{n}: invalid JSON ({exc})") from exc
+                    scan.problem(f"{path}:{n}", f"invalid JSON ({exc})")
+                    continue
                 missing = [c for c in REQUIRED if c not in row]
                 if missing:
-                    raise CorpusError(f"{path}:{n}: missing required column(s) {missing}")
+                    scan.problem(f"{path}:{n}", f"missing required column(s) {missing}")
+                    continue
                 yield n, row
     else:
         raise CorpusError(f"{path}: manifest must be .csv or .jsonl")
@@ -89,42 +92,61 @@ def _vad(row: dict, key: str, where: str) -> float | None:
     return x
 
 
+def _fields(row: dict, where: str, base: Path, corpus: str, label_map: dict[str, str] | None) -> dict:
+    """The :class:`Utterance` fields of one row (all but the probed duration and rate); raises
+    :class:`CorpusError` / :class:`UnknownLabelError` naming ``where`` for a bad value."""
+    rel, spk, raw = _text(row, "path"), _text(row, "speaker"), _text(row, "emotion")
+    if rel is None or spk is None or raw is None:
+        raise CorpusError(f"{where}: empty path, speaker or emotion")
+    path = Path(rel).expanduser()
+    path = path if path.is_absolute() else base / path
+    emotion = to_unified(CORPUS, raw, where, label_map)
+    gender_text = (_text(row, "gender") or "").lower()
+    if gender_text not in GENDER_WORDS:
+        raise CorpusError(f"{where}: gender {gender_text!r} is not female/male/empty")
+    valence, arousal, dominance = (_vad(row, k, where) for k in ("valence", "arousal", "dominance"))
+    take = _text(row, "take")
+    if take is not None and not take.isdigit():
+        raise CorpusError(f"{where}: take={take!r} is not a non-negative integer")
+    name = _text(row, "corpus") or corpus
+    try:
+        rel_id = path.relative_to(base).as_posix()
+    except ValueError:
+        rel_id = path.as_posix().lstrip("/")
+    return dict(utt_id=_text(row, "utt_id") or f"{name}/{rel_id}", path=str(path), corpus=name,
+                speaker=spk if spk.startswith(f"{name}:") else f"{name}:{spk}",
+                gender=GENDER_WORDS[gender_text], emotion=emotion,
+                raw_emotion=_text(row, "raw_emotion") or raw, valence=valence, arousal=arousal,
+                dominance=dominance, session=_text(row, "session"), text_id=_text(row, "text_id"),
+                take=int(take) if take is not None else 0)
+
+
 @register(CORPUS)
 def read_manifest(root, *, strict: bool = False, label_map: dict[str, str] | None = None,
                   corpus: str = CORPUS, duplicates: str = "keep", **opts) -> CorpusScan:
-    """Read a CSV/JSONL manifest. ``corpus`` is the default for rows without a ``corpus`` column."""
+    """Read a CSV/JSONL manifest. ``corpus`` is the default for rows without a ``corpus`` column.
+
+    Every bad row (value, label, a file listed twice) is recorded with its line and the scan goes
+    on; :func:`~lightning_ser.corpora.base.finish` then raises them all at once.
+    """
     check_duplicates(duplicates)
     manifest = find_manifest(root).absolute()
     base = manifest.parent
     scan = CorpusScan()
-    for n, row in _rows(manifest):
+    first_line: dict[str, int] = {}
+    for n, row in _rows(manifest, scan):
         where = f"{manifest}:{n}"
-        rel, spk, raw = _text(row, "path"), _text(row, "speaker"), _text(row, "emotion")
-        if rel is None or spk is None or raw is None:
-            raise CorpusError(f"{where}: empty path, speaker or emotion")
-        path = Path(rel).expanduser()
-        path = path if path.is_absolute() else base / path
-        emotion = to_unified(CORPUS, raw, f"{where} ({path})", label_map)
-        gender_text = (_text(row, "gender") or "").lower()
-        if gender_text not in GENDER_WORDS:
-            raise CorpusError(f"{where}: gender {gender_text!r} is not female/male/empty")
-        valence, arousal, dominance = (_vad(row, k, where) for k in ("valence", "arousal", "dominance"))
-        take = _text(row, "take")
-        if take is not None and not take.isdigit():
-            raise CorpusError(f"{where}: take={take!r} is not a non-negative integer")
-        probed = probe_or_skip(path, scan, strict)
+        try:
+            fields = _fields(row, where, base, corpus, label_map)
+        except (CorpusError, UnknownLabelError) as exc:
+            scan.problem(where, exc)
+            continue
+        first = first_line.setdefault(fields["utt_id"], n)
+        if first != n:
+            scan.problem(where, f"{fields['path']} is listed again (first on line {first})")
+            continue
+        probed = probe_or_skip(Path(fields["path"]), scan, strict)
         if probed is None:
             continue
-        name = _text(row, "corpus") or corpus
-        try:
-            rel_id = path.relative_to(base).as_posix()
-        except ValueError:
-            rel_id = path.as_posix().lstrip("/")
-        scan.utterances.append(Utterance(
-            utt_id=_text(row, "utt_id") or f"{name}/{rel_id}", path=str(path), corpus=name,
-            speaker=spk if spk.startswith(f"{name}:") else f"{name}:{spk}",
-            gender=GENDER_WORDS[gender_text], emotion=emotion,
-            raw_emotion=_text(row, "raw_emotion") or raw, valence=valence, arousal=arousal,
-            dominance=dominance, session=_text(row, "session"), text_id=_text(row, "text_id"),
-            take=int(take) if take is not None else 0, duration=probed[0], sample_rate=probed[1]))
-    return finish(scan, duplicates)
+        scan.utterances.append(Utterance(**fields, duration=probed[0], sample_rate=probed[1]))
+    return finish(scan, duplicates, f"manifest {manifest}")
