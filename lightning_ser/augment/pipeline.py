@@ -17,6 +17,7 @@ the RNG's stream keys are copied to the device once per epoch (:meth:`FeaturePip
 from __future__ import annotations
 
 import copy
+import warnings
 
 import torch
 from torch import Tensor, nn
@@ -56,6 +57,9 @@ class FeaturePipeline(nn.Module):
         self.logmel = LogMel(sample_rate, n_fft, win_length, hop_length, n_mels, f_min, f_max, top_db, normalize)
         self.ops: tuple[Augmentation, ...] = tuple(
             build_policy(policy, n_mels=n_mels, hop_length=hop_length, sample_rate=sample_rate))
+        if normalize == "utterance" and any(op.name == "gain" for op in self.ops):
+            warnings.warn("augment op 'gain' has no effect with per-utterance normalisation (it removes a "
+                          "constant level); use features.normalize: global for it to matter", stacklevel=2)
         self.seed = int(seed)
         self._streams = self._record_streams()
         self._keys: tuple = (None, None, None)  # (epoch, device, (K,) keys)
