@@ -56,6 +56,15 @@ def holder(path: str | os.PathLike) -> str:
     return f"pid {info['pid']} on {info.get('host', '?')} since {since} ({info.get('command', '?')})"
 
 
+def _command() -> str:
+    """This process's command line, short: ``lightning_ser prepare --corpus ...`` for ``python -m``."""
+    argv = list(sys.argv) or ["python"]
+    head = os.path.basename(argv[0])
+    if head == "__main__.py":  # python -m <package>
+        head = os.path.basename(os.path.dirname(argv[0]))
+    return " ".join([head, *argv[1:]])[:200]
+
+
 def _say(text: str) -> None:
     print(f"lightning_ser: {text}", file=sys.stderr, flush=True)
 
@@ -72,9 +81,7 @@ def build_lock(path: str | os.PathLike, what: str, *, poll: float = 0.1,
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # close-on-exec (PEP 446)
         try:
             _wait(fd, path, what, poll, report_every)
-            owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(),
-                     "command": " ".join(os.path.basename(a) if i == 0 else a
-                                         for i, a in enumerate(sys.argv))[:200]}
+            owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(), "command": _command()}
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(owner).encode(), 0)
             try:

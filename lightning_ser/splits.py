@@ -124,7 +124,8 @@ def kfold_by_speaker(utts: Sequence[Utterance], k: int, *, val_fraction: float =
     RAVDESS with k=6 gives actors 1–4, 5–8, …)."""
     speakers = _interleave_by_gender(sorted({u.speaker for u in utts}), _speaker_genders(utts))
     if not 2 <= k <= len(speakers):
-        raise ValueError(f"kfold: k={k} must be between 2 and the number of speakers ({len(speakers)})")
+        raise ValueError(f"kfold: k={k} must be between 2 and the number of speakers ({len(speakers)}); "
+                         f"set it with --data.protocol_options '{{k: {max(2, min(k, len(speakers)))}}}'")
     chunks = np.array_split(np.arange(len(speakers)), k)
     return [_finish(utts, f"fold{f}", {speakers[i] for i in chunk}, val_fraction, seed + f)
             for f, chunk in enumerate(chunks)]
