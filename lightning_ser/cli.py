@@ -107,10 +107,12 @@ def _make_cli_class():
             super().parse_arguments(parser, [("--help" if a == HELP_ALL else a) for a in args])
 
         def before_instantiate_classes(self) -> None:
+            config = self.config[self.subcommand] if self.subcommand else self.config
+            _refuse_repeated_callbacks(config)
             # validate/test/predict log into no new run (W&B run, run folder) unless asked for
             # on the command line: a logger in a run's saved config.yaml is the training run's
             if self.subcommand not in (None, "fit") and not _asks_for_logger(self.argv):
-                self.config[self.subcommand].trainer.logger = False
+                config.trainer.logger = False
 
         def after_fit(self) -> None:
             if not self.config[self.subcommand].get("test_after_fit", True):
@@ -123,6 +125,25 @@ def _make_cli_class():
             report_fold(self.trainer, results)
 
     return SERLightningCLI
+
+
+TUNED = {"ModelCheckpoint": "checkpoint", "EarlyStopping": "early_stopping", "LearningRateMonitor": "lr_monitor"}
+
+
+def _refuse_repeated_callbacks(config) -> None:
+    """A ``--trainer.callbacks`` entry repeating a default callback that has options of its own
+    (a config saved before they had, or a copied list) would clash in Lightning with an
+    unhelpful message; say what to do instead."""
+    from lightning_ser.errors import UserError
+
+    entries = config.trainer.callbacks or []
+    for entry in entries if isinstance(entries, list) else [entries]:
+        name = str(getattr(entry, "class_path", "")).rsplit(".", 1)[-1]
+        if name in TUNED:
+            key = TUNED[name]
+            raise UserError(f"--trainer.callbacks lists {name}, which is always there as --{key}.*: "
+                            f"remove it from the list and set its options as --{key}.<option> (or under "
+                            f"'{key}:' in a config file)")
 
 
 def _notes(command: str) -> str:

@@ -89,3 +89,12 @@ def test_version_and_one_usage_for_both_entry_points(capsys):
     with pytest.raises(SystemExit):
         main(["fit", "--data.fold", "x"])
     assert capsys.readouterr().err.startswith("usage: lightning-ser fit")
+
+
+def test_a_default_callback_repeated_in_the_callbacks_list_is_a_clear_error(tiny_synthetic_root):
+    from lightning_ser.errors import UserError
+
+    listed = '[{class_path: lightning.pytorch.callbacks.EarlyStopping, init_args: {monitor: val/emotion/ua}}]'
+    with pytest.raises(UserError, match=r"lists EarlyStopping, which is always there as --early_stopping\.\*"):
+        run_lightning(["--data.root", str(tiny_synthetic_root), "--data.corpus_options", json.dumps(TINY_SYNTHETIC),
+                       "--trainer.callbacks", listed], run=False)
