@@ -147,13 +147,17 @@ def _refuse_repeated_callbacks(config) -> None:
 
 
 def _notes(command: str) -> str:
+    from lightning_ser.cli_help import show_value
+
+    ours = ", ".join(f"{k.split('.', 1)[1]} {show_value(v)}" for k, v in trainer_defaults().items())
+    notes = [f"Trainer defaults set here: {ours}."]
     if command == "fit":
-        return ("Callbacks: --trainer.callbacks replaces the extra ones (media, RNG state, predictions); "
-                "checkpoint, early stopping and LR monitor stay and are tuned above.")
-    if command in ("validate", "test", "predict"):
-        return (f"{command} logs into no new run unless a logger is given here (--trainer.logger ...); "
-                "media go beside the checkpoint's run.")
-    return ""
+        notes.append("--trainer.callbacks replaces the extra callbacks (media, RNG state, predictions); "
+                     "checkpoint, early stopping and LR monitor stay and are tuned above.")
+    else:
+        notes.append(f"{command} logs into no new run unless a logger is given here (--trainer.logger ...); "
+                     "figures go beside the checkpoint's run.")
+    return "\n".join(notes)
 
 
 def run_lightning(args: Sequence[str], *, run: bool = True):

@@ -44,12 +44,12 @@ def _first_sentence(text: str | None) -> str:
     return m.group(1) if m else text
 
 
-def _show(value) -> str:
+def show_value(value) -> str:
     """A default, short: class paths by class name, long values cut."""
     if isinstance(value, dict) and "class_path" in value:
         return value["class_path"].rsplit(".", 1)[-1]
     if isinstance(value, list) and value and all(isinstance(v, dict) and "class_path" in v for v in value):
-        return "[" + ", ".join(_show(v) for v in value) + "]"
+        return "[" + ", ".join(show_value(v) for v in value) + "]"
     text = "null" if value is None else str(value)
     return text if len(text) <= 28 else text[:27] + "…"
 
@@ -69,7 +69,7 @@ def _line(action: argparse.Action, defaults, width: int) -> str:
     else:
         shown = ""
         if action.nargs != 0 and action.dest in defaults and not action.dest.startswith("print_config"):
-            shown = " " + _show(defaults[action.dest])
+            shown = " " + show_value(defaults[action.dest])
         head, text = f"  {action.option_strings[0]}{shown}", _first_sentence(action.help)
     room = width - max(len(head), 36) - 2
     text = text if len(text) <= room else text[: max(0, room - 1)] + "…"
