@@ -5,7 +5,7 @@ steps with each input pipeline. The pipelines take turns in ``--rounds`` rounds 
 ``--warmup`` unmeasured steps), so load from other processes spreads over all of them alike:
 
 - ``lightning_ser``: ``SERDataModule`` as shipped: DataLoader workers slice int16 crops out of
-  the decoded store; log-mel and the default ``ser`` policy (gain, noise, pitch, time warp, freq
+  the decoded store; log-mel and the default ``ser`` policy (noise, pitch, time warp, freq
   and time masks) run batched in ``on_after_batch_transfer`` on the training device.
 - ``lightning_ser_matched``: the same, with the baseline's policy (gain, noise, 2 freq masks,
   2 time masks), for a like-for-like comparison.

@@ -85,7 +85,7 @@ def to_unified(corpus: str, raw: str, path: str, extra_map: Mapping[str, str] | 
         return table[raw]
     raise UnknownLabelError(
         f"{path}: unknown {corpus} emotion label {raw!r}; known: {sorted(k for k in table)}. "
-        "Map it with the reader's label_map option if it is intended."
+        f"If it is intended, map it: --data.label_map '{{\"{raw}\": \"<unified label>\"}}'"
     )
 
 

@@ -7,6 +7,7 @@ rows of *one* part (:func:`segment_rows`), so it can only happen after splitting
 """
 from __future__ import annotations
 
+import inspect
 import re
 import warnings
 from dataclasses import dataclass
@@ -96,6 +97,14 @@ def _finish(utts: Sequence[Utterance], name: str, test_speakers: set[str], val_f
             seed: int, val_speakers: set[str] | None = None) -> Split:
     gender_of = _speaker_genders(utts)
     train_speakers = sorted({u.speaker for u in utts} - test_speakers, key=_natural_key)
+    if val_speakers is None and len(train_speakers) < 2:
+        everyone = sorted(gender_of, key=_natural_key)
+        raise ValueError(
+            f"split {name}: the data has {len(everyone)} speaker(s) ({', '.join(everyone[:8])}"
+            f"{', ...' if len(everyone) > 8 else ''}); after {len(test_speakers)} held out for test, "
+            f"{len(train_speakers)} remain(s) for training and validation, which need one each. "
+            "Speaker-independent splits need at least 3 speakers: add data, or use "
+            "--data.protocol random (which mixes speakers across train and test)")
     if val_speakers is None:
         val_speakers = _pick_val_speakers(train_speakers, gender_of, val_fraction, seed)
     test = tuple(i for i, u in enumerate(utts) if u.speaker in test_speakers)
@@ -115,7 +124,8 @@ def kfold_by_speaker(utts: Sequence[Utterance], k: int, *, val_fraction: float =
     RAVDESS with k=6 gives actors 1–4, 5–8, …)."""
     speakers = _interleave_by_gender(sorted({u.speaker for u in utts}), _speaker_genders(utts))
     if not 2 <= k <= len(speakers):
-        raise ValueError(f"kfold: k={k} must be between 2 and the number of speakers ({len(speakers)})")
+        raise ValueError(f"kfold: k={k} must be between 2 and the number of speakers ({len(speakers)}); "
+                         f"set it with --data.protocol_options '{{k: {max(2, min(k, len(speakers)))}}}'")
     chunks = np.array_split(np.arange(len(speakers)), k)
     return [_finish(utts, f"fold{f}", {speakers[i] for i in chunk}, val_fraction, seed + f)
             for f, chunk in enumerate(chunks)]
@@ -174,17 +184,19 @@ def make_splits(utts: Sequence[Utterance], protocol: str = "default", **kwargs) 
         else:
             protocol = "kfold"
             kwargs.setdefault("k", min(5, len({u.speaker for u in utts})))
-    if protocol == "kfold":
-        return kfold_by_speaker(utts, **kwargs)
-    if protocol == "loso":
-        return leave_one_speaker_out(utts, **kwargs)
-    if protocol == "loso_session":
-        return leave_one_session_out(utts, **kwargs)
-    if protocol == "holdout":
-        return held_out_speakers(utts, **kwargs)
-    if protocol == "random":
-        return random_split(utts, **kwargs)
-    raise ValueError(f"unknown split protocol {protocol!r}; known: default, {', '.join(PROTOCOLS)}")
+    functions = {"kfold": kfold_by_speaker, "loso": leave_one_speaker_out, "loso_session": leave_one_session_out,
+                 "holdout": held_out_speakers, "random": random_split}
+    if protocol not in functions:
+        raise ValueError(f"unknown split protocol {protocol!r}; known: default, {', '.join(PROTOCOLS)}")
+    fn = functions[protocol]
+    params = list(inspect.signature(fn).parameters.values())[1:]  # all but the utterances
+    unknown = sorted(set(kwargs) - {p.name for p in params})
+    missing = sorted(p.name for p in params if p.default is p.empty and p.name not in kwargs)
+    if unknown or missing:
+        what = f"unknown option(s) {unknown}" if unknown else f"missing option(s) {missing}"
+        raise ValueError(f"split protocol {protocol!r}: {what} in --data.protocol_options; it takes "
+                         f"{', '.join(p.name for p in params)}")
+    return fn(utts, **kwargs)
 
 
 # ----------------------------------------------------------------------------- segmentation

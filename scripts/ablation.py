@@ -83,15 +83,11 @@ def quick_args(cache_dir: Path) -> list[str]:
             "--model.backbone_options", json.dumps({"channels": [8, 16]}), "--trainer.max_epochs", "1"]
 
 
-def callbacks_arg(patience: int) -> str:
-    """Checkpoint on validation UA (the tested one) + early stopping; no media, no LR monitor."""
-    return json.dumps([
-        {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-         "init_args": {"monitor": "val/emotion/ua", "mode": "max", "save_top_k": 1,
-                       "filename": "best-epoch{epoch:02d}", "auto_insert_metric_name": False}},
-        {"class_path": "lightning.pytorch.callbacks.EarlyStopping",
-         "init_args": {"monitor": "val/emotion/ua", "mode": "max", "patience": patience}},
-    ])
+def callbacks_args(patience: int) -> list[str]:
+    """The default checkpoint on validation UA (the tested one) without last.ckpt, early stopping
+    after ``patience`` epochs, no media or other extra callbacks."""
+    return ["--checkpoint.save_last", "false", "--early_stopping.patience", str(patience),
+            "--trainer.callbacks", "[]"]
 
 
 def condition_args(condition: str, bitrates: Sequence[int], out: Path, cache_dir: Path, patience: int) -> list[str]:
@@ -100,7 +96,7 @@ def condition_args(condition: str, bitrates: Sequence[int], out: Path, cache_dir
     args = ["--data.train_condition", condition, "--data.cache_dir", str(cache_dir),
             "--trainer.default_root_dir", str(run_dir), "--trainer.enable_progress_bar", "false",
             "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(run_dir),
-            "--trainer.callbacks", callbacks_arg(patience)]
+            *callbacks_args(patience)]
     if condition.startswith("codec:"):
         # every bitrate is built into the same store once; conditions share it
         args += ["--data.codecs", "opus:" + ",".join(str(b) for b in bitrates)]
@@ -114,7 +110,8 @@ def run_ablation(conditions: Sequence[str], folds: Sequence[int] | None, fit_arg
     for cond in conditions:
         print(f"\n[ablation] condition {cond}", flush=True)
         argv = [*condition_args(cond, bitrates, out, cache_dir, patience), *fit_args]
-        results[cond] = run_folds(argv, folds)
+        tag = cond.replace(":", "_")
+        results[cond] = run_folds(argv, folds, name=f"ablation-{tag}", out=out / "folds" / tag)
     return results
 
 

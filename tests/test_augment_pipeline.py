@@ -1,5 +1,6 @@
 """FeaturePipeline: eval identity, per-example reference, batch invariance, epochs, no batch loop."""
 import math
+import warnings
 
 import pytest
 import torch
@@ -116,7 +117,7 @@ def test_ser_preset_apply_rates_match_p():
     ids = torch.arange(n) * 13 + 5
     pipe = FeaturePipeline(policy="ser")
     params = pipe.sample_params(ids, torch.full((n,), 3 * SR), 7)
-    expected = {"gain": 0.5, "noise": 0.3, "pitch": 0.3, "time_warp": 1.0, "freq_mask": 1.0, "time_mask": 1.0}
+    expected = {"noise": 0.3, "pitch": 0.3, "time_warp": 1.0, "freq_mask": 1.0, "time_mask": 1.0}
     assert list(params) == list(expected)
     for key, p in expected.items():
         rate = params[key].apply.float().mean().item()
@@ -279,3 +280,29 @@ def test_params_are_bit_identical_at_any_batch_position():
     for key, prm in whole.items():
         for name, value in prm.as_dict().items():
             assert torch.equal(torch.cat([getattr(p[key], name) for p in parts]), value), (key, name)
+
+
+def test_gain_is_left_out_of_ser_because_utterance_normalisation_removes_it():
+    """Why ``ser`` has no gain: after per-utterance normalisation ±6 dB changes nothing (< 1e-3),
+    while with global statistics it shifts every frame. If this stops holding, revisit ``ser``."""
+    assert "gain" not in [op["name"] for op in preset("ser")]
+    gen = torch.Generator().manual_seed(3)
+    lengths = torch.tensor([SR, 3 * SR // 4, SR // 2, SR // 3])
+    wave = 0.3 * torch.randn(4, SR, generator=gen) * (torch.arange(SR)[None, :] < lengths[:, None])
+    ids = torch.arange(4) + 100
+    gain = [{"name": "gain", "p": 1.0, "min_db": -6.0, "max_db": 6.0}]
+    diffs = {}
+    for norm in ("utterance", "global"):
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always")
+            with_gain = FeaturePipeline(policy=gain, normalize=norm)
+        assert bool(warned) == (norm == "utterance")  # says so when gain is used where it does nothing
+        without = FeaturePipeline(policy="none", normalize=norm)
+        for pipe in (with_gain, without):
+            if norm == "global":
+                pipe.set_global_stats(torch.full((64,), -40.0), torch.full((64,), 10.0))
+        a, frames = with_gain(wave, lengths, ids, 0, True)
+        b, _ = without(wave, lengths, ids, 0, True)
+        valid = (torch.arange(a.shape[-1])[None, :] < frames[:, None])[:, None, :].expand_as(a)
+        diffs[norm] = float((a - b).abs()[valid].max())
+    assert diffs["utterance"] < 1e-3 and diffs["global"] > 0.1, diffs

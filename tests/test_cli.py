@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,17 +22,29 @@ def tiny_args(root, cache):
             "--model.backbone_options", '{"channels": [8, 16]}', "--trainer.enable_progress_bar", "false"]
 
 
-def run_cli(args, cwd):
-    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+def run_cli(args, cwd, env=None):
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.run([sys.executable, "-m", "lightning_ser", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr
 
 
+def printed_metric(out: str, key: str) -> float:
+    """A metric from Lightning's printed results table."""
+    return float(re.search(rf"^\s*{re.escape(key)}\s+([-\d.e]+)\s*$", out, re.M).group(1))
+
+
+def run_folders(tmp_path) -> tuple[set, set]:
+    """(W&B offline runs, run folders) under ``tmp_path/runs``."""
+    return (set((tmp_path / "runs" / "wandb").glob("offline-run-*")),
+            set((tmp_path / "runs" / "lightning_ser").glob("*")))
+
+
 def test_fit_test_predict_with_wandb_offline(tiny_synthetic_root, tmp_path):
-    cache = tmp_path / "cache"
-    out = run_cli(["fit", *tiny_args(tiny_synthetic_root, cache), "--trainer.max_epochs", "2"], tmp_path)
+    cache, home = tmp_path / "cache", tmp_path / "home"
+    env = {"HOME": str(home)}  # W&B's default places for staging files are under $HOME
+    out = run_cli(["fit", *tiny_args(tiny_synthetic_root, cache), "--trainer.max_epochs", "3"], tmp_path, env)
     assert "test/emotion/ua" in out  # fit ends by testing the best checkpoint
     runs = list((tmp_path / "runs" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
@@ -49,22 +62,43 @@ def test_fit_test_predict_with_wandb_offline(tiny_synthetic_root, tmp_path):
     assert (run_folder / "config.yaml").exists()
     best = next((run_folder / "checkpoints").glob("best-*.ckpt"))
 
-    # test and predict from the saved checkpoint, with a CSV logger this time
-    csv_args = ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", "csv"]
-    out = run_cli(["test", *tiny_args(tiny_synthetic_root, cache), *csv_args, "--ckpt_path", str(best)], tmp_path)
-    assert "test/emotion/ua" in out
-    metrics = next((tmp_path / "csv").rglob("metrics.csv"))
-    rows = list(csv.DictReader(metrics.open()))
-    assert float(rows[-1]["test/emotion/ua"]) == pytest.approx(ua[0], abs=1e-6)
+    # the summary keeps each validation metric's best value, not its last
+    val = [row for row in logged["history"] if "val/emotion/ua" in row]
+    assert len(val) == 3
+    summary = logged["summary"]
+    val_keys = [k for k in val[0] if k.startswith("val/") and isinstance(val[0][k], (int, float))]
+    for k in val_keys:
+        best_value = (min if k.endswith("loss") else max)(row[k] for row in val)
+        assert summary[k] == pytest.approx(best_value), k
+    assert any(summary[k] != val[-1][k] for k in val_keys)  # best ≠ last somewhere: the check bites
+    assert summary["best_model_path"].endswith(best.name)
+    assert summary["best_model_score"] == pytest.approx(summary["val/emotion/ua"])
+    # offline artifacts (the logged checkpoints) are staged inside the run folder, not under $HOME
+    staged = [p for p in (run_folder / "wandb-data").rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in staged) >= best.stat().st_size
+    assert not (home / ".local" / "share" / "wandb").exists()
+    # the test figures are named after the checkpoint they show
+    media = {p.name for p in (run_folder / "media").glob("test_*.png")}
+    assert media == {f"test_confusion_{n}_{best.stem}.png" for n in ("true", "pred")}
 
+    # test from the saved run config: no new W&B run or run folder; figures beside the training run
+    before = run_folders(tmp_path)
+    out = run_cli(["test", "-c", str(run_folder / "config.yaml"), "--ckpt_path", str(best)], tmp_path)
+    assert printed_metric(out, "test/emotion/ua") == pytest.approx(ua[0], abs=1e-6)
+    assert run_folders(tmp_path) == before and not (tmp_path / "media").exists()
+    assert {p.name for p in (run_folder / "media").glob("test_*.png")} == media
+
+    # predict into a logger the user asks for on the command line (a CSV log here)
     wavs = sorted(tiny_synthetic_root.rglob("*.wav"))[:3]
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"not audio at all")
     out_json = tmp_path / "pred.json"
-    run_cli(["predict", *tiny_args(tiny_synthetic_root, cache), *csv_args, "--ckpt_path", str(best),
+    run_cli(["predict", *tiny_args(tiny_synthetic_root, cache), "--ckpt_path", str(best),
+             "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", "csv",
              "--data.predict_files", json.dumps([str(w) for w in wavs] + [str(broken)]),
              "--trainer.callbacks+=lightning_ser.callbacks.predictions.JSONPredictionWriter",
              "--trainer.callbacks.out_path", str(out_json)], tmp_path)
+    assert run_folders(tmp_path) == before and list((tmp_path / "csv").rglob("config.yaml"))
     entries = json.loads(out_json.read_text())
     assert [e["path"] for e in entries] == [str(w) for w in wavs] + [str(broken)]
     assert "broken.wav" in entries[-1]["error"]
@@ -75,6 +109,14 @@ def test_fit_test_predict_with_wandb_offline(tiny_synthetic_root, tmp_path):
         assert e["emotion"]["label"] == max(probs, key=probs.get)
         assert e["gender"]["label"] in ("female", "male") and set(e["vad"]) == {"valence", "arousal", "dominance"}
         assert e["timeline"][0]["start_s"] == 0.0 and e["timeline"][-1]["end_s"] > 0.1
+
+
+def test_fit_without_a_logger(tiny_synthetic_root, tmp_path):
+    """``--trainer.logger false`` used to fail: LearningRateMonitor refuses a run without a logger."""
+    run_cli(["fit", *tiny_args(tiny_synthetic_root, tmp_path / "cache"), "--trainer.max_epochs", "1",
+             "--trainer.logger", "false", "--trainer.default_root_dir", "plain"], tmp_path)
+    assert list((tmp_path / "plain" / "checkpoints").glob("best-*.ckpt"))
+    assert (tmp_path / "plain" / "config.yaml").exists() and not (tmp_path / "runs").exists()
 
 
 def final_metrics(csv_dir):
@@ -102,15 +144,32 @@ def test_resume_continues_exactly(tiny_synthetic_root, tmp_path):
         assert float(a["val/loss"]) == pytest.approx(float(b["val/loss"]), rel=1e-6)
 
 
-def test_cv_prints_and_saves_every_fold_with_mean_and_std(tiny_synthetic_root, tmp_path):
-    out = run_cli(["cv", *tiny_args(tiny_synthetic_root, tmp_path / "cache"), "--trainer.max_epochs", "1",
-                   "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", "csv",
-                   "--data.protocol", "kfold", "--data.protocol_options", '{"k": 2}', "--cv_out", "cvres"], tmp_path)
-    saved = json.loads((tmp_path / "cvres" / "cv_results.json").read_text())
+def test_cv_under_ddp_makes_one_run_per_fold_in_one_wandb_group(tiny_synthetic_root, tmp_path):
+    """A CPU DDP ``cv`` with 2 folds: two W&B runs in one group (and a summary run), two run
+    folders; the table lists every fold with mean ± std."""
+    out = run_cli(["cv", *tiny_args(tiny_synthetic_root, tmp_path / "cache"), "--data.batch_size", "4",
+                   "--trainer.max_epochs", "1", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+                   "--trainer.strategy", "ddp", "--data.protocol", "kfold", "--data.protocol_options", '{"k": 2}',
+                   "--cv_name", "cvtest"], tmp_path, {"OMP_NUM_THREADS": "1"})
+    folder = tmp_path / "runs" / "cv" / "cvtest"
+    saved = json.loads((folder / "cv_results.json").read_text())
     assert [f["fold"] for f in saved["folds"]] == ["fold0", "fold1"]
-    table = (tmp_path / "cvres" / "cv_results.md").read_text()
-    assert "| fold0 |" in table and "| fold1 |" in table and "mean ± std" in table
+    table = (folder / "cv_results.md").read_text()
     uas = [f["test/emotion/ua"] for f in saved["folds"]]
-    mean = sum(uas) / 2
-    assert f"{mean:.3f} ±" in table
-    assert "Cross-validation" in out and "| fold1 |" in out
+    assert "| fold0 |" in table and "| fold1 |" in table and f"{sum(uas) / 2:.3f} ±" in table
+    assert "Cross-validation cvtest" in out and "| fold1 |" in out
+
+    runs = [read_offline_run(d) for d in (tmp_path / "runs" / "wandb").glob("offline-run-*")]
+    assert len(runs) == 3 and {r["run"]["group"] for r in runs} == {"cvtest"}
+    folds = sorted((r for r in runs if r["run"]["job_type"] == "cv-fold"), key=lambda r: r["run"]["name"])
+    assert [r["run"]["name"] for r in folds] == ["cvtest-fold0", "cvtest-fold1"]
+    for run, ua in zip(folds, uas):  # each fold logged its own test, once
+        assert [row["test/emotion/ua"] for row in run["history"] if "test/emotion/ua" in row] == [pytest.approx(ua)]
+    (summary,) = [r for r in runs if r["run"]["job_type"] == "cv-summary"]
+    assert summary["summary"]["cv/emotion/ua/mean"] == pytest.approx(sum(uas) / 2)
+
+    run_dirs = sorted((tmp_path / "runs" / "lightning_ser").iterdir())
+    assert [d.name for d in run_dirs] == sorted(r["run"]["id"] for r in folds)
+    assert sorted(f["run_dir"] for f in saved["folds"]) == sorted(str(d.relative_to(tmp_path)) for d in run_dirs)
+    for d in run_dirs:  # nothing piled up from the other fold
+        assert len(list((d / "checkpoints").glob("best-*.ckpt"))) == 1 and not list(d.rglob("*-v1*"))

@@ -11,8 +11,8 @@ import soundfile as sf
 
 import corpus_builders as cb
 from lightning_ser.corpora import get_reader, reader_names
-from lightning_ser.corpora.base import CorpusError, Utterance, drop_duplicate_takes, save_manifest
-from lightning_ser.labels import UNIFIED, UnknownLabelError
+from lightning_ser.corpora.base import CorpusError, CorpusProblems, Utterance, drop_duplicate_takes, save_manifest
+from lightning_ser.labels import UNIFIED
 
 CORPORA = ("ravdess", "tess", "cremad", "savee", "iemocap", "aesdd", "emodb", "manifest")
 BUILDERS = {"ravdess": cb.make_ravdess, "tess": cb.make_tess, "cremad": cb.make_cremad,
@@ -92,14 +92,18 @@ def test_missing_root_names_it(corpus, tmp_path):
 def test_unknown_label_raises_unless_mapped(corpus, tmp_path):
     root = BUILDERS[corpus](tmp_path / corpus)
     path, raw = cb.add_unknown_label(corpus, root)
+    # a manifest names the row (file:line), a folder corpus the file
+    where = f"{root / 'manifest.csv'}:" if corpus == "manifest" else str(path)
     for strict in (False, True):  # a config error, not a bad file: raises in both modes
-        with pytest.raises(UnknownLabelError) as err:
+        with pytest.raises(CorpusProblems) as err:
             read(corpus, root, strict=strict)
-        assert str(path) in str(err.value) and repr(raw) in str(err.value)
+        assert where in str(err.value) and repr(raw) in str(err.value)
+        assert f"--data.label_map '{{\"{raw}\": " in str(err.value)  # says how to fix it
+        assert len(err.value.problems) == 1
     scan = read(corpus, root, label_map={raw: "other"})
     hit = [u for u in scan.utterances if u.path == str(path)]
     assert len(hit) == 1 and hit[0].emotion == "other" and hit[0].raw_emotion == raw
-    with pytest.raises(UnknownLabelError, match="not one of"):
+    with pytest.raises(CorpusProblems, match="not one of"):
         read(corpus, root, label_map={raw: "bored-ish"})
 
 
@@ -310,7 +314,7 @@ def test_manifest_corpus_column_absolute_paths_and_label_map(tmp_path):
     rows = [{"path": str(outside), "speaker": "7", "emotion": "ang", "corpus": "mine"},
             {"path": "a.wav", "speaker": "mine:8", "emotion": "happy", "corpus": "mine", "take": "2"}]
     root = cb.make_manifest(tmp_path / "m", fmt="jsonl", rows=rows)
-    with pytest.raises(UnknownLabelError, match="ang"):
+    with pytest.raises(CorpusProblems, match="ang"):
         read("manifest", root)
     scan = read("manifest", root, label_map={"ang": "angry"})
     a, x = scan.utterances
@@ -343,3 +347,38 @@ def test_manifest_round_trips_saved_utterances(tmp_path):
     back = read("manifest", tmp_path / "saved.jsonl")
     assert back.utterances == scan.utterances
     assert json.loads((tmp_path / "saved.jsonl").read_text().splitlines()[0])["corpus"] == "iemocap"
+
+
+def test_synthetic_generation_clears_what_a_killed_run_left(tmp_path):
+    from lightning_ser.corpora.synthetic import SyntheticConfig, generate
+
+    root = tmp_path / "synthetic"
+    stale = tmp_path / "synthetic.partial-999999"  # the temporary folder of a killed run
+    (stale / "spk01").mkdir(parents=True)
+    (stale / "spk01" / "half.wav").write_bytes(b"RIFF")
+    cfg = SyntheticConfig(speakers=2, emotions=("neutral", "sad"), utterances_per_emotion=1)
+    manifest = generate(root, cfg, num_workers=2)  # spawned workers that die with this process
+    assert not stale.exists() and not list(tmp_path.glob("synthetic.partial-*"))
+    assert len(manifest.read_text().splitlines()) == 4
+    assert len(list(root.rglob("*.wav"))) == 4
+
+
+def test_manifest_reports_every_problem_in_one_pass(tmp_path):
+    rows = [{"path": "a.wav", "speaker": "s1", "emotion": "sad"},
+            {"path": "b.wav", "speaker": "s1", "emotion": "bored"},          # line 3: unknown label
+            {"path": "c.wav", "speaker": "s2", "emotion": "bored"},          # line 4: the same label
+            {"path": "d.wav", "speaker": "s2", "emotion": "sad", "gender": "x"},     # line 5
+            {"path": "e.wav", "speaker": "s2", "emotion": "sad", "valence": "9"},    # line 6
+            {"path": "a.wav", "speaker": "s3", "emotion": "happy"},        # line 7: a.wav again
+            {"path": "f.wav", "speaker": "s3", "emotion": "happy"}]
+    root = cb.make_manifest(tmp_path / "m", rows=rows)
+    (root / "f.wav").write_bytes(b"")  # a bad file is skipped, not a problem
+    m = root / "manifest.csv"
+    with pytest.warns(UserWarning, match="f.wav"), pytest.raises(CorpusProblems) as err:
+        get_reader("manifest")(root)
+    assert [p.path for p in err.value.problems] == [f"{m}:{n}" for n in (3, 4, 5, 6, 7)]
+    text = str(err.value)
+    assert text.startswith(f"manifest {m}: 5 problem(s), nothing decoded")
+    assert f"unknown manifest emotion label 'bored'" in text and f"2 files ({m}:3, {m}:4)" in text
+    assert f"{m}:5: gender 'x'" in text and f"{m}:6: valence=9.0 is outside" in text
+    assert f"{m}:7: {root / 'a.wav'} is listed again (first on line 2)" in text

@@ -182,3 +182,16 @@ def test_global_normalisation_uses_training_statistics(tiny_synthetic_root, tmp_
     dm2 = make_dm(tiny_synthetic_root, tmp_path, features={"normalize": "global"})
     dm2.load_state_dict(dm.state_dict())
     assert torch.equal(dm2.pipeline.logmel.global_mean, lm.global_mean)
+
+
+def test_a_training_set_smaller_than_one_batch_is_an_error(tiny_synthetic_root, tmp_path):
+    """Fixed windows are counted only after decoding, so here the loader itself refuses."""
+    dm = make_dm(tiny_synthetic_root, tmp_path, batch_size=500, segment_seconds=0.5)
+    dm.setup("fit")
+    n = len(dm.train_dataset())
+    assert 24 < n < 500  # more windows than utterances, still fewer than one batch
+    with pytest.raises(ValueError, match=rf"split fold0 trains on {n} item\(s\), fewer than --data.batch_size 500"):
+        dm.train_dataloader()
+    ok = make_dm(tiny_synthetic_root, tmp_path, batch_size=n, segment_seconds=0.5)
+    ok.setup("fit")
+    assert len(ok.train_dataloader()) == 1

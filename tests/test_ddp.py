@@ -32,12 +32,8 @@ def data_args(root, cache) -> list[str]:
             "--data.eval_batch_size", "1"]
 
 
-def callbacks_arg(checkpoint: bool) -> str:
-    cbs = [{"class_path": "_ddp_probe.BatchProbe"}]
-    if checkpoint:
-        cbs.insert(0, {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                       "init_args": {"monitor": "val/emotion/ua", "mode": "max", "filename": "best"}})
-    return json.dumps(cbs)
+def callbacks_arg() -> str:
+    return json.dumps([{"class_path": "_ddp_probe.BatchProbe"}])
 
 
 def run_cli(args: list[str], probe: Path, cwd: Path) -> None:
@@ -66,11 +62,11 @@ def ddp_run(tiny_synthetic_root, tmp_path_factory):
               "--trainer.logger.save_dir", str(logs), "--trainer.logger.version", "0"]
     run_cli(["fit", *data_args(tiny_synthetic_root, cache), *common, "--trainer.logger.name", "ddp",
              "--trainer.max_epochs", "2", "--trainer.devices", "2", "--trainer.strategy", "ddp",
-             "--trainer.callbacks", callbacks_arg(checkpoint=True)], probe, work)
+             "--checkpoint.filename", "best", "--trainer.callbacks", callbacks_arg()], probe, work)
     ckpt = logs / "ddp" / "version_0" / "checkpoints" / "best.ckpt"
     run_cli(["test", *data_args(tiny_synthetic_root, cache), *common, "--trainer.logger.name", "single",
              "--trainer.devices", "1", "--ckpt_path", str(ckpt),
-             "--trainer.callbacks", callbacks_arg(checkpoint=False)], probe, work)
+             "--trainer.callbacks", callbacks_arg()], probe, work)
     return {"cache": cache, "probe": probe, "logs": logs, "root": tiny_synthetic_root}
 
 

@@ -1,4 +1,5 @@
 """The decoded audio store (lightning_ser.audio.store): build, skip, reuse, staleness, resume, API."""
+import contextlib
 import json
 import os
 import pickle
@@ -280,6 +281,48 @@ def _child(*args) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+class _Procs(list):
+    def append(self, proc: subprocess.Popen) -> subprocess.Popen:
+        super().append(proc)
+        return proc
+
+
+@contextlib.contextmanager
+def _reaping():
+    """Children appended to the yielded list are killed if still running when the block ends."""
+    procs = _Procs()
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def _sigkill(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting to be reaped counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def _wait_for(condition, what: str, proc: subprocess.Popen | None = None, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds  # guards against a broken child, not a speed check
+    while not condition():
+        assert proc is None or proc.poll() is None, f"child exited early: {proc.communicate()}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
 def test_killed_build_resumes_to_identical_store(tmp_path, monkeypatch):
     paths = _good(tmp_path / "wav", 38) + [_bad(tmp_path / "wav")["NaN/Inf"]]
     paths.insert(5, paths.pop())  # a skipped file in an early chunk
@@ -288,22 +331,11 @@ def test_killed_build_resumes_to_identical_store(tmp_path, monkeypatch):
     assert len(utts) == 40
     chunk = 4
     cache = tmp_path / "killed"
-    proc = _child(_utts_json(tmp_path, utts), cache, chunk, "--sleep", "0.01", "--hang-at", "24")
-    try:
-        partial = cache / f"store-{store_key(utts)}.partial" / "chunks"
-        deadline = time.monotonic() + 120  # guard against a broken child, not a speed check
-        while not list(partial.glob("chunk-*.npz")):
-            assert proc.poll() is None, f"child exited early: {proc.communicate()}"
-            assert time.monotonic() < deadline, "child wrote no chunk"
-            time.sleep(0.01)
-        # it cannot have finished (it blocks at decode 24), so this kill lands mid-build
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    partial = cache / f"store-{store_key(utts)}.partial" / "chunks"
+    with _reaping() as procs:
+        proc = procs.append(_child(_utts_json(tmp_path, utts), cache, chunk, "--sleep", "0.01", "--hang-at", "24"))
+        _wait_for(lambda: list(partial.glob("chunk-*.npz")), "a first chunk", proc)
+        _sigkill(proc)  # it cannot have finished (it blocks at decode 24): the kill lands mid-build
     assert not (cache / f"store-{store_key(utts)}").exists()
     done = list(partial.glob("chunk-*.npz"))
     assert 1 <= len(done) <= 24 // chunk
@@ -331,3 +363,79 @@ def test_concurrent_builders_decode_once(tmp_path):
     paths = {o[0].strip() for o in outs}
     assert paths == {str(tmp_path / "cache" / f"store-{store_key(utts)}")}
     assert len(log.read_text().splitlines()) == len(utts)  # the second waited, then reused
+
+
+def test_sigkill_of_a_parallel_build_leaves_no_workers_and_no_lock(tmp_path):
+    """A killed ``prepare`` used to leave forked decode workers that kept the store lock, so every
+    later build hung without a word. Kill the main process mid-build: its workers must die with
+    it, and a rerun must finish and match a clean build."""
+    paths = _good(tmp_path / "wav", 40)
+    utts = [_utt(p) for p in paths]
+    js, cache, log, chunk = _utts_json(tmp_path, utts), tmp_path / "killed", tmp_path / "decodes.log", 4
+    # chunk 6 (files 24-27) never finishes: the kill lands mid-build, with both workers busy
+    chunks = cache / f"store-{store_key(utts)}.partial" / "chunks"
+    workers = lambda: {int(line.split()[0]) for line in log.read_text().splitlines()} if log.exists() else set()  # noqa: E731
+    with _reaping() as procs:
+        proc = procs.append(_child(js, cache, chunk, "--workers", 2, "--sleep", "0.01", "--hang-on", paths[26].name,
+                                   "--log", log))
+        _wait_for(lambda: list(chunks.glob("chunk-*.npz")) and len(workers()) == 2, "chunks and 2 workers", proc)
+        _sigkill(proc)
+    assert proc.pid not in workers()
+    try:
+        _wait_for(lambda: not any(_alive(p) for p in workers()), "the decode workers to die with their parent",
+                  seconds=30)
+    finally:  # never leave orphans behind, even when the assertion fails
+        for pid in filter(_alive, workers()):
+            os.kill(pid, signal.SIGKILL)
+
+    start = time.monotonic()
+    rerun = subprocess.run([sys.executable, str(CHILD), str(js), str(cache), str(chunk), "--workers", "2"],
+                           capture_output=True, text=True, timeout=300)
+    print(f"rerun after SIGKILL finished in {time.monotonic() - start:.1f} s")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "waiting for" not in rerun.stderr  # nobody holds the lock any more
+    resumed = AudioStore.open(rerun.stdout.strip())
+    fresh = _build_quiet(utts, tmp_path / "fresh", chunk_size=chunk)
+    assert resumed.path.name == fresh.path.name and _files(resumed.path) == _files(fresh.path)
+    assert not list(cache.rglob("*.tmp")) and not list(cache.glob("*.partial"))
+
+
+def test_a_waiting_build_says_for_whom_then_goes_on_when_the_holder_dies(tmp_path):
+    paths = _good(tmp_path / "wav", 6)
+    utts = [_utt(p) for p in paths]
+    js, cache = _utts_json(tmp_path, utts), tmp_path / "cache"
+    chunks = cache / f"store-{store_key(utts)}.partial" / "chunks"
+    err = tmp_path / "waiter.err"
+    with _reaping() as procs, open(err, "w") as f:
+        holder = procs.append(_child(js, cache, 2, "--hang-at", "3"))  # holds the lock until killed
+        _wait_for(lambda: list(chunks.glob("chunk-*.npz")), "the holder's first chunk", holder)
+        waiter = procs.append(subprocess.Popen([sys.executable, str(CHILD), str(js), str(cache), "2"],
+                                               stdout=subprocess.PIPE, stderr=f, text=True))
+        _wait_for(lambda: "waiting for" in err.read_text(), "the waiter's message", waiter)
+        lock = cache / f".store-{store_key(utts)}.lock"
+        assert (f"waiting for the audio store build store-{store_key(utts)}: {lock} is locked by pid "
+                f"{holder.pid}") in err.read_text()
+        assert waiter.poll() is None  # still waiting, not failed
+        _sigkill(holder)
+        out, _ = waiter.communicate(timeout=300)
+    assert waiter.returncode == 0, err.read_text()[-3000:]
+    assert "is free after" in err.read_text()
+    fresh = _build_quiet(utts, tmp_path / "fresh", chunk_size=2)
+    assert _files(Path(out.strip())) == _files(fresh.path)
+
+
+def test_report_lists_the_readers_skips_and_follows_them_without_a_rebuild(tmp_path, monkeypatch):
+    paths = _good(tmp_path / "wav", 4) + [_bad(tmp_path / "wav")["NaN/Inf"]]
+    utts = [_utt(p) for p in paths]
+    first = [{"path": str(tmp_path / "wav" / "junk.wav"), "reason": "empty file (0 bytes)"}]
+    store = _build_quiet(utts, tmp_path / "cache", read_skipped=first)
+    stages = [(s["stage"], s["path"]) for s in store.report["skipped"]]
+    assert stages == [("read", first[0]["path"]), ("decode", str(paths[-1]))]
+    assert (store.report["n_skipped_read"], store.report["n_skipped_decode"]) == (1, 1)
+
+    decodes = []
+    monkeypatch.setattr(audio_io, "load_audio", lambda *a: decodes.append(a))
+    later = _build_quiet(utts, tmp_path / "cache", read_skipped=[])  # the junk was deleted since
+    assert later.path == store.path and decodes == []  # same store, nothing decoded again
+    assert [(s["stage"], s["path"]) for s in later.report["skipped"]] == [("decode", str(paths[-1]))]
+    assert json.loads((store.path / "report.json").read_text()) == later.report

@@ -1,5 +1,4 @@
 """lightning_ser.audio.variants: codec variants stored beside the original in the audio store."""
-import fcntl
 import json
 import signal
 import subprocess
@@ -148,6 +147,36 @@ def test_resume_after_sigkill_is_byte_identical_to_an_uninterrupted_build(tmp_pa
     assert not partial.exists()
 
 
+KILL_BEFORE_RENAME = """
+import os, signal, sys
+from lightning_ser.audio import variants
+from lightning_ser.audio.codec import parse_codec_specs
+from lightning_ser.audio.store import AudioStore
+real = os.replace
+def replace_then_die(src, dst):
+    if str(dst).endswith(".int16"):  # the whole variant is in its temporary file: die before the rename
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(src, dst)
+os.replace = replace_then_die
+variants.build_variants(AudioStore.open(sys.argv[1]), parse_codec_specs("opus:16"), chunk_size=2, progress=False)
+"""
+
+
+def test_the_next_build_removes_what_a_build_killed_while_finishing_left(tmp_path):
+    killed, clean = make_store(tmp_path / "a"), make_store(tmp_path / "b")
+    proc = subprocess.run([sys.executable, "-c", KILL_BEFORE_RENAME, str(killed.path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    vdir = killed.path / "variants"
+    left = list(vdir.glob(".opus_16k.int16.*.tmp"))
+    assert len(left) == 1 and left[0].stat().st_size == killed.variant_path("original").stat().st_size
+    assert killed.variants == ("original",)
+    assert build_variants(killed, [O16], chunk_size=2, progress=False) == ["opus_16k"]
+    assert not list(vdir.glob(".*.tmp")) and not list((killed.path / "encoded").rglob("*.tmp"))
+    build_variants(clean, [O16], chunk_size=2, progress=False)
+    assert killed.variant_path("opus_16k").read_bytes() == clean.variant_path("opus_16k").read_bytes()
+
+
 # ----------------------------------------------------------------------------- incremental / stale
 def test_adding_a_bitrate_builds_only_the_new_one_and_a_stale_key_rebuilds_only_that(tmp_path):
     store = make_store(tmp_path)
@@ -202,23 +231,35 @@ def test_strict_mode_raises_naming_the_row(tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- DDP ranks
-def test_a_second_caller_waits_for_the_lock_and_reuses_the_result(tmp_path):
+def test_a_second_caller_waits_for_the_lock_and_reuses_the_result(tmp_path, capfd):
     store = make_store(tmp_path)
     other_rank = AudioStore.open(store.path)
-    (store.path / "variants").mkdir(exist_ok=True)
-    result: list = []
-    with open(store.path / "variants" / ".build.lock", "a") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # "rank 0" is building
+    lock = store.path / "variants" / ".build.lock"
+    lock.parent.mkdir(exist_ok=True)
+    # "rank 0": another process holds the build lock while this one builds in its name
+    rank0 = subprocess.Popen([sys.executable, str(Path(__file__).with_name("_lock_holder.py")), str(lock)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert rank0.stdout.readline().strip() == "locked"
+        result: list = []
         waiter = threading.Thread(target=lambda: result.append(
             build_variants(other_rank, [O16], chunk_size=3, progress=False)))
         waiter.start()
-        time.sleep(0.3)
+        time.sleep(0.5)
         assert not (store.path / "variants" / "opus_16k.partial").exists()  # it waits, no work
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             variants._build(store, [O16], num_workers=0, chunk_size=3, progress=False,
                             strict=False, keep_encoded=True)  # rank 0's build
-        fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        rank0.stdin.write("release\n")
+        rank0.stdin.flush()
         waiter.join(timeout=60)
+        assert rank0.wait(timeout=60) == 0
+    finally:
+        if rank0.poll() is None:
+            rank0.kill()
+            rank0.wait()
     assert result == [[]]  # found complete after waiting: nothing built twice
     assert other_rank.variants == ("original", "opus_16k")
+    err = capfd.readouterr().err
+    assert f"waiting for the codec variant build in {store.path.name}: {lock} is locked by pid {rank0.pid}" in err

@@ -4,7 +4,7 @@ Layout of ``<cache_dir>/store-<key>/``::
 
     audio.int16     raw little-endian int16, utterances back to back
     index.json      {"version", "key", "sample_rate", "utt_ids", "offsets" (N+1), "sources"}
-    report.json     skipped files (utt_id, path, reason), counts, total seconds
+    report.json     every skipped file (stage ``read`` or ``decode``, path, reason), counts, seconds
     variants/       codec variants: <name>.int16 (same size and offsets as audio.int16) + <name>.json
 
 ``key`` (:func:`store_key`) hashes the sources (utt_id, path, size, mtime_ns), the parameters and
@@ -13,16 +13,17 @@ reused without decoding anything.
 
 Build (:func:`build_store`) is resumable and atomic: utterances are decoded in chunks, each chunk is
 written to ``store-<key>.partial/chunks/`` under a temporary name and renamed; a rerun reuses the
-finished chunks. The final directory appears only through one ``os.rename`` of the complete
-``.partial`` directory. A per-key ``fcntl.flock`` makes concurrent callers (DDP ranks) wait for the
-first one and then reuse its result.
+finished chunks and removes the temporary files of a killed build. The final directory appears
+only through one ``os.rename`` of the complete ``.partial`` directory. A per-key
+:func:`~lightning_ser.buildlock.build_lock` makes concurrent callers (DDP ranks) wait for the first
+one (saying so) and then reuse its result; the lock dies with its process, and the decode workers
+(:func:`~lightning_ser.workers.build_pool`) die with theirs.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
-import multiprocessing as mp
 import os
 import re
 import shutil
@@ -30,19 +31,17 @@ import warnings
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from lightning_ser.atomic import naming, sweep_tmp, write_atomic
 from lightning_ser.audio import io as audio_io
 from lightning_ser.audio.io import TARGET_SR, AudioError
+from lightning_ser.buildlock import build_lock
 from lightning_ser.corpora.base import Utterance
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover  (non-POSIX: no cross-process lock)
-    fcntl = None
+from lightning_ser.workers import build_pool
 
 STORE_VERSION = 1  # bump when decoding or the on-disk layout changes: invalidates every store
 AUDIO_DTYPE = np.dtype("<i2")
@@ -241,28 +240,6 @@ def _decode(path: str, sample_rate: int, min_peak_dbfs: float | None = None) -> 
     return x, None
 
 
-def _init_worker() -> None:
-    import sys
-
-    if "torch" in sys.modules:  # forked from a process that already loaded torch
-        sys.modules["torch"].set_num_threads(1)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-
-@contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    """Exclusive cross-process lock on ``lock_path`` (blocks until free)."""
-    if fcntl is None:  # pragma: no cover
-        yield
-        return
-    with open(lock_path, "a") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
 def _fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
@@ -272,24 +249,11 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _write_chunk(path: Path, audio: np.ndarray, lengths: np.ndarray, skipped: list[dict]) -> None:
     """One chunk: concatenated int16 audio, per-utterance lengths (-1 = skipped), skips as JSON."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:  # a file object stops np.savez from appending ".npz"
-        np.savez(f, audio=audio.astype(AUDIO_DTYPE, copy=False), lengths=lengths,
-                 skipped=np.array(json.dumps(skipped)))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    # a file object stops np.savez from appending ".npz"
+    write_atomic(path, lambda f: np.savez(f, audio=audio.astype(AUDIO_DTYPE, copy=False), lengths=lengths,
+                                          skipped=np.array(json.dumps(skipped))))
 
 
 def _read_chunk(path: Path, n: int) -> tuple[np.ndarray, np.ndarray, list[dict]] | None:
@@ -319,6 +283,7 @@ def build_store(
     chunk_size: int = 64,
     progress: bool = True,
     min_peak_dbfs: float | None = None,
+    read_skipped: Sequence[dict] = (),
 ) -> AudioStore:
     """Decode ``utterances`` once into ``<cache_dir>/store-<key>/`` and open it.
 
@@ -326,8 +291,10 @@ def build_store(
     ``chunk_size`` (over ``num_workers`` processes when > 0, order preserved), resuming from the
     chunks of an interrupted build. Bad files (:class:`AudioError`) are skipped with a warning and
     listed in ``report.json``; with ``strict=True`` the first one raises and no store is created.
-    Concurrent callers with the same key wait on a lock and reuse the first caller's store.
-    ``min_peak_dbfs`` also skips (and reports) files whose peak is below it, as silent.
+    ``read_skipped`` (``{"path", "reason"}`` each: the files the corpus reader left out) are listed
+    there too, as stage ``read``. Concurrent callers with the same key wait on a lock and reuse
+    the first caller's store. ``min_peak_dbfs`` also skips (and reports) files whose peak is below
+    it, as silent.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -335,35 +302,61 @@ def build_store(
     if len(set(ids)) != len(ids):
         dup = next(u for u, c in Counter(ids).items() if c > 1)
         raise ValueError(f"duplicate utt_id {dup!r} in the utterances given to build_store")
+    read_skipped = [{"stage": "read", "path": str(s["path"]), "reason": s["reason"]} for s in read_skipped]
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     key = store_key(utterances, sample_rate, min_peak_dbfs)
     final = cache_dir / f"store-{key}"
     if not final.is_dir():
-        with _locked(cache_dir / f".store-{key}.lock"):
+        with build_lock(cache_dir / f".store-{key}.lock", f"the audio store build {final.name}"):
             if not final.is_dir():  # another process may have finished while we waited
                 _build(list(utterances), final, key, sample_rate, strict, num_workers, chunk_size,
-                       progress, min_peak_dbfs)
+                       progress, min_peak_dbfs, read_skipped)
     shutil.rmtree(final / "chunks", ignore_errors=True)  # left if killed right after the rename
+    _update_read_skips(final, read_skipped)
     store = AudioStore.open(final)
-    if strict and store.report["skipped"]:
-        s = store.report["skipped"][0]
+    decode_skips = [s for s in store.report["skipped"] if s.get("stage", "decode") == "decode"]
+    if strict and decode_skips:
+        s = decode_skips[0]
         raise AudioError(s["path"], s["reason"] + f" (store {final} was built with skips)")
     return store
 
 
+def _skips(read: list[dict], decode: list[dict]) -> dict:
+    """The report's skip list (reader skips first) and its counts."""
+    return {"n_skipped": len(read) + len(decode), "n_skipped_read": len(read),
+            "n_skipped_decode": len(decode), "skipped": read + decode}
+
+
+def _update_read_skips(final: Path, read_skipped: list[dict]) -> None:
+    """Rewrite ``report.json`` when this scan's reader skips differ from the recorded ones (the
+    store key covers the stored files only, so junk beside them can change without a rebuild)."""
+    path = final / "report.json"
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return  # AudioStore.open reports it
+    skipped = old.get("skipped", [])
+    if [s for s in skipped if s.get("stage") == "read"] == read_skipped:
+        return
+    decode = [s for s in skipped if s.get("stage", "decode") == "decode"]
+    try:
+        write_atomic(path, json.dumps({**old, **_skips(read_skipped, decode)}, indent=1).encode())
+    except OSError as exc:  # a read-only shared cache: the store itself is still good
+        warnings.warn(f"could not update the skip list in {path}: {exc}", stacklevel=3)
+
+
 def _build(utts: list[Utterance], final: Path, key: str, sample_rate: int, strict: bool,
-           num_workers: int, chunk_size: int, progress: bool, min_peak_dbfs: float | None) -> None:
+           num_workers: int, chunk_size: int, progress: bool, min_peak_dbfs: float | None,
+           read_skipped: list[dict]) -> None:
     partial = final.with_name(final.name + ".partial")
     chunk_dir = partial / "chunks"
     chunk_dir.mkdir(parents=True, exist_ok=True)
-    for stale in chunk_dir.glob(".*.tmp"):  # half-written chunks of a killed build
-        stale.unlink()
+    sweep_tmp(partial)  # what a killed build was writing (we hold the lock: nobody else writes)
+    sweep_tmp(chunk_dir)
     bounds = [(a, min(a + chunk_size, len(utts))) for a in range(0, len(utts), chunk_size)]
-    pool = None
-    if num_workers > 0:
-        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else None)
-        pool = ProcessPoolExecutor(num_workers, mp_context=ctx, initializer=_init_worker)
+    # spawned workers that die with this process: they never hold the lock or outlive a kill
+    pool = build_pool(num_workers) if num_workers > 0 else None
     bar = tqdm(total=len(utts), desc=f"decoding audio → {final.name}", unit="utt",
                disable=not progress)
     lengths_all, skipped_all = [], []
@@ -376,7 +369,7 @@ def _build(utts: list[Utterance], final: Path, key: str, sample_rate: int, stric
                 _write_chunk(path, *chunk)
             _warn_skips(chunk[2])
             lengths_all.append(chunk[1])
-            skipped_all.extend(chunk[2])
+            skipped_all.extend({"stage": "decode", **s} for s in chunk[2])
             bar.update(b - a)
     finally:
         bar.close()
@@ -386,7 +379,8 @@ def _build(utts: list[Utterance], final: Path, key: str, sample_rate: int, stric
     lengths = np.concatenate(lengths_all) if lengths_all else np.zeros(0, np.int64)
     keep = np.flatnonzero(lengths >= 0)
     offsets = np.concatenate([[0], np.cumsum(lengths[keep])]).astype(np.int64)
-    with open(partial / "audio.int16", "wb") as f:  # stream chunks: memory stays one chunk
+    audio = partial / "audio.int16"
+    with naming(audio), open(audio, "wb") as f:  # stream chunks: memory stays one chunk
         for a, b in bounds:
             with np.load(chunk_dir / f"chunk-{a:08d}-{b:08d}.npz", allow_pickle=False) as z:
                 f.write(z["audio"].astype(AUDIO_DTYPE, copy=False).tobytes())
@@ -400,20 +394,15 @@ def _build(utts: list[Utterance], final: Path, key: str, sample_rate: int, stric
         "offsets": offsets.tolist(),
         "sources": [str(utts[i].path) for i in keep],
     }
-    report = {
-        "key": key,
-        "n_requested": len(utts),
-        "n_stored": int(keep.size),
-        "n_skipped": len(skipped_all),
-        "total_samples": int(offsets[-1]),
-        "total_seconds": float(offsets[-1]) / sample_rate,
-        "skipped": skipped_all,
-    }
-    _write_atomic(partial / "index.json", json.dumps(index).encode())
-    _write_atomic(partial / "report.json", json.dumps(report, indent=1).encode())
+    report = {"key": key, "n_requested": len(utts), "n_stored": int(keep.size),
+              "total_samples": int(offsets[-1]), "total_seconds": float(offsets[-1]) / sample_rate,
+              **_skips(read_skipped, skipped_all)}
+    write_atomic(partial / "index.json", json.dumps(index).encode())
+    write_atomic(partial / "report.json", json.dumps(report, indent=1).encode())
     (partial / "variants").mkdir(exist_ok=True)
     _fsync_dir(partial)
-    os.rename(partial, final)  # the commit point: the final name only ever holds a whole store
+    with naming(final):
+        os.rename(partial, final)  # the commit point: the final name only ever holds a whole store
     _fsync_dir(final.parent)
     shutil.rmtree(final / "chunks", ignore_errors=True)
 

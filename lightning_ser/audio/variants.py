@@ -10,20 +10,19 @@ Layout inside ``<store>/``::
 
 A variant's key hashes the store key, the spec, the PyAV/libav* versions and
 :data:`~lightning_ser.audio.codec.CODEC_VERSION`; a variant whose key differs is rebuilt, the
-others are kept. Builds run chunk by chunk over worker processes (spawn-safe top-level functions),
-each chunk committed atomically, so a killed build resumes from its finished chunks. Encoding
+others are kept. Builds run chunk by chunk over worker processes (spawn-safe top-level functions)
+that die with the build, each chunk committed atomically, so a killed build resumes from its
+finished chunks; the next build removes the temporary files a killed one left. Encoding
 never runs in the training loop: readers only slice ``variants/<name>.int16``.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing as mp
-import os
 import shutil
 import time
 import warnings
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -31,9 +30,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from lightning_ser.atomic import sweep_tmp, write_atomic
 from lightning_ser.audio import codec
 from lightning_ser.audio.codec import CodecError, CodecSpec, decode, encode
-from lightning_ser.audio.store import AUDIO_DTYPE, AudioStore, _locked
+from lightning_ser.audio.store import AUDIO_DTYPE, AudioStore
+from lightning_ser.buildlock import build_lock
+from lightning_ser.workers import build_pool
 
 VARIANTS_DIR = "variants"
 ENCODED_DIR = "encoded"
@@ -76,24 +78,10 @@ def _is_current(store: AudioStore, spec: CodecSpec, keep_encoded: bool) -> bool:
     return info is not None and (bool(info.get("encoded_kept")) or not keep_encoded)
 
 
-def _write_atomic(path: Path, data: bytes, fsync: bool = True) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        if fsync:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _save_chunk(path: Path, audio: np.ndarray) -> None:
     """Atomically write one chunk's int16 samples (the chunk's commit point)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:  # a file object: np.save would otherwise append ".npy"
-        np.save(f, audio.astype(AUDIO_DTYPE, copy=False))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    # a file object: np.save would otherwise append ".npy"
+    write_atomic(path, lambda f: np.save(f, audio.astype(AUDIO_DTYPE, copy=False)))
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -147,12 +135,12 @@ def _build_chunk(task: _Chunk) -> dict:
         n_bytes += len(data)
         if task.encoded is not None:
             # no fsync per file (slow on network file systems): resume re-checks these files
-            _write_atomic(Path(task.encoded) / f"{row:06d}.{spec.ext}", data, fsync=False)
+            write_atomic(Path(task.encoded) / f"{row:06d}.{spec.ext}", data, fsync=False)
         out.append(y)
     info = {"rows": [task.start, task.stop], "encoded_bytes": n_bytes, "failures": failures,
             "seconds": time.perf_counter() - t0}
     npy, meta = _chunk_files(Path(task.partial), task.index)
-    _write_atomic(meta, json.dumps(info).encode())
+    write_atomic(meta, json.dumps(info).encode())
     _save_chunk(npy, np.concatenate(out) if out else np.zeros(0, AUDIO_DTYPE))
     return info
 
@@ -191,13 +179,11 @@ def _prepare(store: AudioStore, spec: CodecSpec, chunk_size: int, keep_encoded: 
         shutil.rmtree(encoded, ignore_errors=True)
     meta.unlink(missing_ok=True)  # the store must not list a variant while it is rebuilt
     partial.mkdir(parents=True, exist_ok=True)
-    for stale in partial.glob(".*.tmp"):  # half-written files of a killed build
-        stale.unlink()
-    _write_atomic(partial / "meta.json", json.dumps(plan).encode())
+    sweep_tmp(partial)  # half-written files of a killed build
+    write_atomic(partial / "meta.json", json.dumps(plan).encode())
     if keep_encoded:
         encoded.mkdir(parents=True, exist_ok=True)
-        for stale in encoded.glob(".*.tmp"):
-            stale.unlink()
+        sweep_tmp(encoded)
     n = len(store)
     return [_Chunk(str(store.path), spec, k, a, min(a + chunk_size, n), str(partial),
                    str(encoded) if keep_encoded else None, strict)
@@ -208,13 +194,12 @@ def _finalize(store: AudioStore, spec: CodecSpec, chunks: list[_Chunk], infos: l
               keep_encoded: bool) -> dict:
     """Concatenate the chunks into ``<name>.int16`` (tmp + rename), then write ``<name>.json``."""
     data, meta, partial, _ = _paths(store, spec)
-    tmp = data.with_name(f".{data.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:  # streamed: memory stays one chunk
+
+    def concatenate(f) -> None:  # streamed: memory stays one chunk
         for task in chunks:
             f.write(np.load(_chunk_files(partial, task.index)[0], allow_pickle=False).tobytes())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, data)
+
+    write_atomic(data, concatenate)
     failures = [fl for info in infos for fl in info["failures"]]
     hours = float(store.offsets[-1]) / store.sample_rate / 3600.0
     ok_hours = hours - sum(int(store.lengths[fl["row"]]) for fl in failures) / store.sample_rate / 3600.0
@@ -236,7 +221,7 @@ def _finalize(store: AudioStore, spec: CodecSpec, chunks: list[_Chunk], infos: l
         "encoded_ext": spec.ext,
         "failures": failures,
     }
-    _write_atomic(meta, json.dumps(info, indent=1).encode())  # the variant's commit point
+    write_atomic(meta, json.dumps(info, indent=1).encode())  # the variant's commit point
     shutil.rmtree(partial, ignore_errors=True)
     return info
 
@@ -269,7 +254,8 @@ def build_variants(store: AudioStore, specs: list[CodecSpec], *, num_workers: in
         return []
     vdir = store.path / VARIANTS_DIR
     vdir.mkdir(exist_ok=True)
-    with _locked(vdir / ".build.lock"):
+    with build_lock(vdir / ".build.lock", f"the codec variant build in {store.path.name}"):
+        sweep_tmp(vdir)  # a killed build's half-written <name>.int16 / .json (we hold the lock)
         todo = [s for s in specs if not _is_current(store, s, keep_encoded)]  # re-check: waited
         if todo:
             _build(store, todo, num_workers, chunk_size, progress, strict, keep_encoded)
@@ -316,7 +302,7 @@ def _build(store: AudioStore, specs: list[CodecSpec], num_workers: int, chunk_si
             for task in pending:
                 collect(task, _build_chunk(task))
         elif pending:
-            with ProcessPoolExecutor(num_workers, mp_context=mp.get_context("spawn")) as pool:
+            with build_pool(num_workers) as pool:
                 futures: dict[Future, _Chunk] = {pool.submit(_build_chunk, t): t for t in pending}
                 try:
                     while futures:

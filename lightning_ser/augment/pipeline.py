@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import warnings
 
 import torch
 from torch import Tensor, nn
@@ -69,6 +70,9 @@ class FeaturePipeline(nn.Module):
         self.ops: tuple[Augmentation, ...] = tuple(
             build_policy(policy, n_mels=n_mels, hop_length=hop_length, sample_rate=sample_rate,
                          banks=dict(self.banks)))
+        if normalize == "utterance" and any(op.name == "gain" for op in self.ops):
+            warnings.warn("augment op 'gain' has no effect with per-utterance normalisation (it removes a "
+                          "constant level); use features.normalize: global for it to matter", stacklevel=2)
         self.seed = int(seed)
         missing = [f"{op.key!r} needs {BANK_FLAGS[op.bank_field]} '[folder or manifest, ...]'" for op in self.ops
                    if isinstance(op, BankAugmentation) and getattr(op, op.bank_field) is None]

@@ -70,9 +70,22 @@ class EvalMediaLogger(L.Callback):
 
     @staticmethod
     def _media_dir(trainer) -> Path:
+        """``<run folder>/media``; without a logger, evaluating a checkpoint writes beside the run
+        that made it (``<run>/checkpoints/x.ckpt`` → ``<run>/media``)."""
         from lightning_ser.callbacks.run_files import run_dir
 
+        ckpt = Path(trainer.ckpt_path) if trainer.ckpt_path else None
+        if not trainer.loggers and ckpt is not None and trainer.state.fn != "fit":
+            return (ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent) / "media"
         return run_dir(trainer) / "media"
+
+    @staticmethod
+    def _shown(trainer) -> str:
+        """What the figures show: the evaluated checkpoint (``best-epoch15``) in test/validate,
+        the weights of the current epoch (``epoch015``) while fitting or without a checkpoint."""
+        if trainer.state.fn != "fit" and trainer.ckpt_path:
+            return Path(trainer.ckpt_path).stem
+        return f"epoch{trainer.current_epoch:03d}"
 
     @staticmethod
     def _wandb(trainer):
@@ -99,6 +112,7 @@ class EvalMediaLogger(L.Callback):
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
         per_set = getattr(pl_module, "last_confusion", {}).get(split) or {}
+        shown = self._shown(trainer)
         for i, (set_name, conf) in enumerate(per_set.items()):
             names = list(getattr(pl_module, "class_names", None) or range(conf.shape[0]))
             raw = conf.double().cpu().numpy()
@@ -107,8 +121,8 @@ class EvalMediaLogger(L.Callback):
                 denom = raw.sum(axis=axis, keepdims=True)
                 m = np.divide(raw, denom, out=np.zeros_like(raw), where=denom > 0)
                 path = (self._media_dir(trainer) /
-                        f"{tag.replace('/', '_')}_confusion_{norm}_epoch{trainer.current_epoch:03d}.png")
-                confusion_png(m, [str(n) for n in names], f"{tag}: normalised by {norm} label", path)
+                        f"{tag.replace('/', '_')}_confusion_{norm}_{shown}.png")
+                confusion_png(m, [str(n) for n in names], f"{tag} ({shown}): normalised by {norm} label", path)
                 self._log_image(trainer, f"{tag}/confusion_{norm}", path)
 
     # *_end hooks run after the module's *_epoch_end, which computes the matrices.

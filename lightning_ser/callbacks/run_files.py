@@ -24,10 +24,11 @@ def run_dir(trainer) -> Path:
 
 class SaveRunConfig(SaveConfigCallback):
     """Saves the resolved config into the run's own folder and logs it as hyperparameters
-    (W&B: the run's config), so every run can be reproduced from its logs."""
+    (W&B: the run's config), so every run can be reproduced from its logs. Evaluation without a
+    logger (``validate``/``test``/``predict`` by default) is no run of its own: nothing is saved."""
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        if self.already_saved:
+        if self.already_saved or (stage != "fit" and not trainer.loggers):
             return
         folder = run_dir(trainer)
         if trainer.is_global_zero:

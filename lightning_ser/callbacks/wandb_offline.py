@@ -38,23 +38,33 @@ def _records(data: bytes):
             buf = b""
 
 
+def _key(item) -> str:
+    return item.key or "/".join(item.nested_key)
+
+
 def read_offline_run(run_dir: str | Path) -> dict:
-    """``{"history": [{key: value, ...}, ...], "artifacts": [name, ...], "config": bool}``."""
+    """``{"history": [{key: value, ...}, ...], "summary": {key: value}, "artifacts": [name, ...],
+    "config": bool, "run": {"id", "name", "group", "job_type"}}`` (``summary``: the last value
+    each key was given, e.g. ``{"max": 0.8}`` for a metric with a best-value summary)."""
     from wandb.proto import wandb_internal_pb2 as pb
 
     files = sorted(Path(run_dir).glob("run-*.wandb"))
     if not files:
         raise FileNotFoundError(f"no run-*.wandb file in {run_dir}")
-    history, artifacts, has_config = [], [], False
+    history, summary, artifacts, has_config, run = [], {}, [], False, {}
     for raw in _records(files[0].read_bytes()):
         rec = pb.Record()
         rec.ParseFromString(raw)
         kind = rec.WhichOneof("record_type")
         if kind == "history":
-            history.append({(it.key or "/".join(it.nested_key)): json.loads(it.value_json)
-                            for it in rec.history.item})
+            history.append({_key(it): json.loads(it.value_json) for it in rec.history.item})
+        elif kind == "summary":
+            summary.update({_key(it): json.loads(it.value_json) for it in rec.summary.update})
         elif kind == "artifact":
             artifacts.append(rec.artifact.name)
         elif kind == "config":
             has_config = True
-    return {"history": history, "artifacts": artifacts, "config": has_config}
+        elif kind == "run":
+            r = rec.run
+            run = {"id": r.run_id, "name": r.display_name, "group": r.run_group, "job_type": r.job_type}
+    return {"history": history, "summary": summary, "artifacts": artifacts, "config": has_config, "run": run}

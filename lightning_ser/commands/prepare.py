@@ -1,15 +1,19 @@
-"""``python -m lightning_ser prepare``: manifest, split and audio store (+ codec variants), then a summary.
+"""``lightning-ser prepare``: manifest, split and audio store (+ codec variants), then a summary.
 
-Short forms ``--corpus``, ``--root``, ``--cache_dir``, ``--codec``, ``--strict`` stand for the
-``--data.*`` options; any ``--data.*`` option and ``-c config.yaml`` work as in ``fit``.
+Short forms ``--corpus``, ``--root``, ``--cache_dir``, ``--codec``, ``--strict``, ``--protocol``,
+``--fold`` stand for the ``--data.*`` options; any ``--data.*`` option and ``-c config.yaml``
+work as in ``fit``.
 """
 from __future__ import annotations
 
-from typing import Sequence
+import sys
+from typing import Callable, Sequence
 
 SHORT = {"--corpus": "--data.corpus", "--root": "--data.root", "--cache_dir": "--data.cache_dir",
          "--codec": "--data.codecs", "--codecs": "--data.codecs", "--strict": "--data.strict",
          "--protocol": "--data.protocol", "--fold": "--data.fold"}
+SHORT_NOTE = "\n".join(["short forms (--strict alone means true):",
+                        *(f"  {k:<12} = {v}" for k, v in SHORT.items() if k != "--codecs")])
 
 
 def expand_short_options(argv: Sequence[str]) -> list[str]:
@@ -25,22 +29,42 @@ def expand_short_options(argv: Sequence[str]) -> list[str]:
     return out
 
 
-def build_datamodule(argv: Sequence[str], description: str):
-    """Parse ``--data.*`` / ``-c`` options into a :class:`SERDataModule`."""
+def data_parser(command: str, add_options: Callable | None = None):
+    """A ``lightning-ser <command>`` parser: ``-c CONFIG``, the command's own options and ``--data.*``."""
     from jsonargparse import ActionConfigFile, ArgumentParser
 
+    from lightning_ser.cli import COMMANDS, PROG
+    from lightning_ser.cli_help import FullHelpFormatter
     from lightning_ser.data.datamodule import SERDataModule
 
-    parser = ArgumentParser(description=description, default_env=False)
-    parser.add_argument("-c", "--config", action=ActionConfigFile)
+    parser = ArgumentParser(prog=f"{PROG} {command}", description=COMMANDS[command], default_env=False,
+                            formatter_class=FullHelpFormatter)
+    parser.add_argument("-c", "--config", action=ActionConfigFile, help="a YAML config file (as for fit)")
+    if add_options is not None:
+        add_options(parser)
     parser.add_class_arguments(SERDataModule, "data")
-    cfg = parser.parse_args(expand_short_options(argv))
+    return parser
+
+
+def build_datamodule(argv: Sequence[str], command: str, add_options: Callable | None = None, notes: str = ""):
+    """Parse ``--data.*`` / ``-c`` (and the command's own) options into a :class:`SERDataModule`.
+
+    ``--help`` prints one line per option, ``--help-all`` every detail. Returns ``(datamodule, cfg)``.
+    """
+    from lightning_ser.cli_help import HELP_ALL, short_help
+
+    parser = data_parser(command, add_options)
+    argv = expand_short_options(argv)
+    if "--help" in argv or "-h" in argv:
+        print(short_help(parser, parser.description, notes))
+        sys.exit(0)
+    cfg = parser.parse_args(["--help" if a == HELP_ALL else a for a in argv])
     init = parser.instantiate_classes(cfg)
     return init.data, cfg
 
 
 def main(argv: Sequence[str]) -> None:
-    dm, _ = build_datamodule(argv, __doc__.splitlines()[0])
+    dm, _ = build_datamodule(argv, "prepare", notes=SHORT_NOTE)
     dm.prepare_data()
     dm.setup("fit")
     print(dm.summary())

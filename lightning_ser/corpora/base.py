@@ -2,7 +2,9 @@
 
 A reader turns a corpus folder into a :class:`CorpusScan`: the readable utterances and, for every
 file it had to leave out, the path and the reason. Readers only read headers (``soundfile.info``);
-decoding and sample-level validation happen once, in the audio store.
+decoding and sample-level validation happen once, in the audio store. Problems that make the
+corpus unusable as configured (an unknown label, a bad manifest row) do not stop the scan: it
+goes on, and :func:`finish` raises :class:`CorpusProblems` listing every one of them at once.
 """
 from __future__ import annotations
 
@@ -16,11 +18,39 @@ from typing import Callable, Iterable
 
 import soundfile as sf
 
+from lightning_ser.labels import UnknownLabelError
+
 GENDERS = ("female", "male")
 
 
 class CorpusError(RuntimeError):
     """A corpus cannot be read as configured (missing folder, unknown label in strict mode, ...)."""
+
+
+class CorpusProblems(CorpusError):
+    """Every fatal problem a scan found (``problems``: :class:`Skipped` rows), in one message."""
+
+    def __init__(self, problems: list["Skipped"], where: str):
+        self.problems = list(problems)
+        self.where = where
+        super().__init__(format_problems(self.problems, where))
+
+
+def format_problems(problems: list["Skipped"], where: str, limit: int = 25) -> str:
+    """One line per distinct reason (files sharing one, e.g. an unknown label, are counted)."""
+    groups: dict[str, list[str]] = {}
+    for p in problems:
+        groups.setdefault(p.reason, []).append(p.path)
+    lines = [f"{where}: {len(problems)} problem(s), nothing decoded; fix them and run again:"]
+    for reason, paths in list(groups.items())[:limit]:
+        if len(paths) == 1:
+            lines.append(f"  {paths[0]}: {reason}")
+        else:
+            more = f" and {len(paths) - 2} more" if len(paths) > 2 else ""
+            lines.append(f"  {reason}: {len(paths)} files ({', '.join(paths[:2])}{more})")
+    if len(groups) > limit:
+        lines.append(f"  ... and {len(groups) - limit} more kinds of problem")
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -75,14 +105,21 @@ class Skipped:
 
 @dataclass
 class CorpusScan:
-    """What a reader found: usable utterances and the files it left out (with reasons)."""
+    """What a reader found: usable utterances, the files it left out (with reasons) and the
+    fatal ``problems`` (where, reason) that make the corpus unusable until fixed."""
 
     utterances: list[Utterance] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    problems: list[Skipped] = field(default_factory=list)
 
     def extend(self, other: "CorpusScan") -> None:
         self.utterances.extend(other.utterances)
         self.skipped.extend(other.skipped)
+        self.problems.extend(other.problems)
+
+    def problem(self, where: str | Path, reason: str) -> None:
+        """Record a fatal problem; the scan goes on so that all of them are reported together."""
+        self.problems.append(Skipped(str(where), str(reason).removeprefix(f"{where}: ")))
 
 
 def probe_audio(path: Path) -> tuple[float, int]:
@@ -177,8 +214,12 @@ def check_duplicates(duplicates: str) -> str:
     return duplicates
 
 
-def finish(scan: CorpusScan, duplicates: str = "keep") -> CorpusScan:
-    """Sort utterances by ``utt_id`` and skips by path; apply the ``duplicates`` mode."""
+def finish(scan: CorpusScan, duplicates: str = "keep", where: str = "corpus") -> CorpusScan:
+    """Sort utterances by ``utt_id`` and skips by path; apply the ``duplicates`` mode. Raises
+    :class:`CorpusProblems` (``where``: e.g. ``"ravdess corpus at /data/RAVDESS"``) if the scan
+    recorded any problem."""
+    if scan.problems:
+        raise CorpusProblems(scan.problems, where)
     utts = sorted(scan.utterances, key=lambda u: u.utt_id)
     if check_duplicates(duplicates) == "first":
         utts = drop_duplicate_takes(utts)
@@ -237,9 +278,9 @@ def read_named_files(corpus: str, root, parse, *, strict: bool, duplicates: str,
     ``parse(path) -> dict | None`` returns the :class:`Utterance` fields that come from the name
     (speaker, gender, emotion, raw_emotion, text_id, take, ...), ``None`` to leave the file out
     silently (e.g. an unselected RAVDESS channel), or raises :class:`BadName` to skip it with that
-    reason (or stop in ``strict`` mode). Label errors raised by ``parse`` propagate: they are
-    configuration errors, not bad files. The header is probed last, so a mislabelled corpus fails
-    fast.
+    reason (or stop in ``strict`` mode). Label errors raised by ``parse`` are configuration
+    errors, not bad files: they are collected, and :func:`finish` raises them all together. The
+    header is probed last, so a mislabelled corpus fails fast.
     """
     check_duplicates(duplicates)
     root = require_dir(root, corpus).absolute()
@@ -250,6 +291,9 @@ def read_named_files(corpus: str, root, parse, *, strict: bool, duplicates: str,
         except BadName as exc:
             skip_file(path, str(exc), scan, strict)
             continue
+        except UnknownLabelError as exc:
+            scan.problem(path, exc)
+            continue
         if fields is None:
             continue
         probed = probe_or_skip(path, scan, strict)
@@ -257,4 +301,4 @@ def read_named_files(corpus: str, root, parse, *, strict: bool, duplicates: str,
             continue
         scan.utterances.append(Utterance(utt_id=utt_id(corpus, root, path), path=str(path), corpus=corpus,
                                          duration=probed[0], sample_rate=probed[1], **fields))
-    return finish(scan, duplicates)
+    return finish(scan, duplicates, f"{corpus} corpus at {root}")

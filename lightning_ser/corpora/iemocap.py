@@ -17,7 +17,7 @@ from lightning_ser.corpora.base import (
     CorpusError, CorpusScan, Skipped, Utterance, check_duplicates, finish, probe_or_skip, register,
     require_dir, skip_file, utt_id,
 )
-from lightning_ser.labels import to_unified
+from lightning_ser.labels import UnknownLabelError, to_unified
 
 CORPUS = "iemocap"
 UTT = re.compile(r"^(Ses\d{2})[FM]_.+_([FM])\d{3}$")
@@ -26,10 +26,11 @@ LINE = re.compile(r"^\[\s*([\d.]+)\s*-\s*([\d.]+)\s*\]\s+(\S+)\s+(\S+)\s+"
 GENDER = {"F": "female", "M": "male"}
 
 
-def read_emo_evaluation(path: Path) -> dict[str, tuple[str, float, float, float]]:
+def read_emo_evaluation(path: Path, scan: CorpusScan | None = None) -> dict[str, tuple[str, float, float, float]]:
     """``EmoEvaluation/<dialog>.txt`` → ``{utterance: (label, valence, arousal, dominance)}``.
 
-    Only the summary lines (starting with ``[``) are read; per-annotator lines are ignored.
+    Only the summary lines (starting with ``[``) are read; per-annotator lines are ignored. A line
+    that cannot be parsed raises :class:`CorpusError`, or is recorded as a problem of ``scan``.
     """
     out = {}
     for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
@@ -37,7 +38,10 @@ def read_emo_evaluation(path: Path) -> dict[str, tuple[str, float, float, float]
             continue
         m = LINE.match(line)
         if m is None:
-            raise CorpusError(f"{path}:{n}: cannot parse evaluation line {line!r}")
+            if scan is None:
+                raise CorpusError(f"{path}:{n}: cannot parse evaluation line {line!r}")
+            scan.problem(f"{path}:{n}", f"cannot parse evaluation line {line!r}")
+            continue
         out[m.group(3)] = (m.group(4), float(m.group(5)), float(m.group(6)), float(m.group(7)))
     return out
 
@@ -66,7 +70,7 @@ def read_iemocap(root, *, strict: bool = False, label_map: dict[str, str] | None
             continue
         label_file = path.parents[3] / "dialog" / "EmoEvaluation" / f"{dialog}.txt"
         if label_file not in labels:
-            labels[label_file] = read_emo_evaluation(label_file) if label_file.is_file() else None
+            labels[label_file] = read_emo_evaluation(label_file, scan) if label_file.is_file() else None
         table = labels[label_file]
         if table is None:
             skip_file(path, f"no label file {label_file}", scan, strict)
@@ -75,7 +79,11 @@ def read_iemocap(root, *, strict: bool = False, label_map: dict[str, str] | None
             skip_file(path, f"no label line for {path.stem} in {label_file}", scan, strict)
             continue
         raw, v, a, d = table[path.stem]
-        emotion = to_unified(CORPUS, raw, str(path), label_map)
+        try:
+            emotion = to_unified(CORPUS, raw, str(path), label_map)
+        except UnknownLabelError as exc:
+            scan.problem(path, exc)
+            continue
         if emotion is None:
             # the corpus's own "no agreement" mark: not an error, even in strict mode
             scan.skipped.append(Skipped(str(path), f"no majority label ({raw!r})"))
@@ -89,5 +97,5 @@ def read_iemocap(root, *, strict: bool = False, label_map: dict[str, str] | None
             speaker=f"{CORPUS}:{session}{letter}", gender=GENDER[letter], emotion=emotion,
             raw_emotion=raw, valence=v, arousal=a, dominance=d, session=session, text_id=dialog,
             duration=probed[0], sample_rate=probed[1]))
-    return finish(scan, duplicates)
+    return finish(scan, duplicates, f"{CORPUS} corpus at {root}")
 

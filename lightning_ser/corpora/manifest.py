@@ -13,12 +13,12 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from lightning_ser.corpora.base import (
     CorpusError, CorpusScan, Utterance, check_duplicates, finish, probe_or_skip, register,
 )
-from lightning_ser.labels import to_unified
+from lightning_ser.labels import UnknownLabelError, to_unified
 
 CORPUS = "manifest"
 REQUIRED = ("path", "speaker", "emotion")
@@ -41,10 +41,18 @@ def find_manifest(root: str | Path) -> Path:
     return found[0]
 
 
-def table_rows(path: Path, required: Sequence[str] = (), error: type[Exception] = CorpusError) -> Iterator[tuple[int, dict]]:
+def table_rows(path: Path, required: Sequence[str] = (), error: type[Exception] = CorpusError,
+               problem: Callable[[str, str], None] | None = None) -> Iterator[tuple[int, dict]]:
     """``(line number, row)`` pairs of a ``.csv`` (header row) or ``.jsonl`` (an object per line)
-    table; raises ``error`` naming the file (and line) for a missing ``required`` column, invalid
-    JSON or another suffix. Shared with the noise and RIR bank manifests."""
+    table. A missing CSV column raises ``error`` naming the file (no row is usable); a bad JSON
+    line or a row without a ``required`` field goes to ``problem(where, reason)`` and is left out,
+    or raises ``error`` naming the line when there is no ``problem``. Shared with the noise and
+    RIR bank manifests."""
+
+    def bad(where: str, reason: str) -> None:
+        if problem is None:
+            raise error(f"{where}: {reason}")
+        problem(where, reason)
     if path.suffix.lower() == ".csv":
         with open(path, newline="") as f:
             reader = csv.DictReader(f)
@@ -61,20 +69,23 @@ def table_rows(path: Path, required: Sequence[str] = (), error: type[Exception] 
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise error(f"{path}:{n}: invalid JSON ({exc})") from exc
+                    bad(f"{path}:{n}", f"invalid JSON ({exc})")
+                    continue
                 if not isinstance(row, dict):
-                    raise error(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
+                    bad(f"{path}:{n}", f"expected a JSON object, got {type(row).__name__}")
+                    continue
                 missing = [c for c in required if c not in row]
                 if missing:
-                    raise error(f"{path}:{n}: missing required column(s) {missing}")
+                    bad(f"{path}:{n}", f"missing required column(s) {missing}")
+                    continue
                 yield n, row
     else:
         raise error(f"{path}: manifest must be .csv or .jsonl")
 
 
-def _rows(path: Path) -> Iterator[tuple[int, dict]]:
-    """``(line number, row)`` pairs; checks the required columns."""
-    return table_rows(path, REQUIRED)
+def _rows(path: Path, scan: CorpusScan) -> Iterator[tuple[int, dict]]:
+    """``(line number, row)`` pairs; rows without a required field are recorded as problems."""
+    return table_rows(path, REQUIRED, problem=scan.problem)
 
 
 def _text(row: dict, key: str) -> str | None:
@@ -98,42 +109,61 @@ def _vad(row: dict, key: str, where: str) -> float | None:
     return x
 
 
+def _fields(row: dict, where: str, base: Path, corpus: str, label_map: dict[str, str] | None) -> dict:
+    """The :class:`Utterance` fields of one row (all but the probed duration and rate); raises
+    :class:`CorpusError` / :class:`UnknownLabelError` naming ``where`` for a bad value."""
+    rel, spk, raw = _text(row, "path"), _text(row, "speaker"), _text(row, "emotion")
+    if rel is None or spk is None or raw is None:
+        raise CorpusError(f"{where}: empty path, speaker or emotion")
+    path = Path(rel).expanduser()
+    path = path if path.is_absolute() else base / path
+    emotion = to_unified(CORPUS, raw, where, label_map)
+    gender_text = (_text(row, "gender") or "").lower()
+    if gender_text not in GENDER_WORDS:
+        raise CorpusError(f"{where}: gender {gender_text!r} is not female/male/empty")
+    valence, arousal, dominance = (_vad(row, k, where) for k in ("valence", "arousal", "dominance"))
+    take = _text(row, "take")
+    if take is not None and not take.isdigit():
+        raise CorpusError(f"{where}: take={take!r} is not a non-negative integer")
+    name = _text(row, "corpus") or corpus
+    try:
+        rel_id = path.relative_to(base).as_posix()
+    except ValueError:
+        rel_id = path.as_posix().lstrip("/")
+    return dict(utt_id=_text(row, "utt_id") or f"{name}/{rel_id}", path=str(path), corpus=name,
+                speaker=spk if spk.startswith(f"{name}:") else f"{name}:{spk}",
+                gender=GENDER_WORDS[gender_text], emotion=emotion,
+                raw_emotion=_text(row, "raw_emotion") or raw, valence=valence, arousal=arousal,
+                dominance=dominance, session=_text(row, "session"), text_id=_text(row, "text_id"),
+                take=int(take) if take is not None else 0)
+
+
 @register(CORPUS)
 def read_manifest(root, *, strict: bool = False, label_map: dict[str, str] | None = None,
                   corpus: str = CORPUS, duplicates: str = "keep", **opts) -> CorpusScan:
-    """Read a CSV/JSONL manifest. ``corpus`` is the default for rows without a ``corpus`` column."""
+    """Read a CSV/JSONL manifest. ``corpus`` is the default for rows without a ``corpus`` column.
+
+    Every bad row (value, label, a file listed twice) is recorded with its line and the scan goes
+    on; :func:`~lightning_ser.corpora.base.finish` then raises them all at once.
+    """
     check_duplicates(duplicates)
     manifest = find_manifest(root).absolute()
     base = manifest.parent
     scan = CorpusScan()
-    for n, row in _rows(manifest):
+    first_line: dict[str, int] = {}
+    for n, row in _rows(manifest, scan):
         where = f"{manifest}:{n}"
-        rel, spk, raw = _text(row, "path"), _text(row, "speaker"), _text(row, "emotion")
-        if rel is None or spk is None or raw is None:
-            raise CorpusError(f"{where}: empty path, speaker or emotion")
-        path = Path(rel).expanduser()
-        path = path if path.is_absolute() else base / path
-        emotion = to_unified(CORPUS, raw, f"{where} ({path})", label_map)
-        gender_text = (_text(row, "gender") or "").lower()
-        if gender_text not in GENDER_WORDS:
-            raise CorpusError(f"{where}: gender {gender_text!r} is not female/male/empty")
-        valence, arousal, dominance = (_vad(row, k, where) for k in ("valence", "arousal", "dominance"))
-        take = _text(row, "take")
-        if take is not None and not take.isdigit():
-            raise CorpusError(f"{where}: take={take!r} is not a non-negative integer")
-        probed = probe_or_skip(path, scan, strict)
+        try:
+            fields = _fields(row, where, base, corpus, label_map)
+        except (CorpusError, UnknownLabelError) as exc:
+            scan.problem(where, exc)
+            continue
+        first = first_line.setdefault(fields["utt_id"], n)
+        if first != n:
+            scan.problem(where, f"{fields['path']} is listed again (first on line {first})")
+            continue
+        probed = probe_or_skip(Path(fields["path"]), scan, strict)
         if probed is None:
             continue
-        name = _text(row, "corpus") or corpus
-        try:
-            rel_id = path.relative_to(base).as_posix()
-        except ValueError:
-            rel_id = path.as_posix().lstrip("/")
-        scan.utterances.append(Utterance(
-            utt_id=_text(row, "utt_id") or f"{name}/{rel_id}", path=str(path), corpus=name,
-            speaker=spk if spk.startswith(f"{name}:") else f"{name}:{spk}",
-            gender=GENDER_WORDS[gender_text], emotion=emotion,
-            raw_emotion=_text(row, "raw_emotion") or raw, valence=valence, arousal=arousal,
-            dominance=dominance, session=_text(row, "session"), text_id=_text(row, "text_id"),
-            take=int(take) if take is not None else 0, duration=probed[0], sample_rate=probed[1]))
-    return finish(scan, duplicates)
+        scan.utterances.append(Utterance(**fields, duration=probed[0], sample_rate=probed[1]))
+    return finish(scan, duplicates, f"manifest {manifest}")

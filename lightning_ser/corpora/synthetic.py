@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,14 +167,14 @@ def generate(root: str | Path, cfg: SyntheticConfig = SyntheticConfig(), *, num_
     """Write the corpus to ``root`` (reused when ``root/manifest.jsonl`` matches ``cfg``).
 
     Returns the manifest path. Written into a temporary folder and renamed, so an interrupted
-    run never leaves a half corpus behind.
+    run never leaves a half corpus behind (the next run removes what it left).
     """
-    import fcntl
+    from lightning_ser.buildlock import build_lock
 
     root = Path(root).expanduser()
     root.parent.mkdir(parents=True, exist_ok=True)
-    with open(root.with_name(root.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # DDP ranks / parallel jobs: one writes, others wait
+    # DDP ranks / parallel jobs: one writes, the others wait (and say so)
+    with build_lock(root.with_name(root.name + ".lock"), f"the synthetic corpus in {root}"):
         return _generate_locked(root, cfg, num_workers)
 
 
@@ -184,12 +183,16 @@ def _generate_locked(root: Path, cfg: SyntheticConfig, num_workers: int | None) 
     stamp_file = root / "synthetic.json"
     if manifest.exists() and stamp_file.exists() and json.loads(stamp_file.read_text()) == _config_stamp(cfg):
         return manifest
+    for stale in root.parent.glob(root.name + ".partial-*"):  # killed runs' (we hold the lock)
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = root.with_name(root.name + f".partial-{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)
     workers = num_workers if num_workers is not None else min(4, os.cpu_count() or 1)
     jobs = [(cfg, s, str(tmp)) for s in range(1, cfg.speakers + 1)]
     if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        from lightning_ser.workers import build_pool
+
+        with build_pool(workers) as pool:
             per_speaker = list(pool.map(_write_speaker, jobs))
     else:
         per_speaker = [_write_speaker(j) for j in jobs]

@@ -18,7 +18,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from lightning_ser.corpora.base import CorpusError, CorpusScan, Utterance, drop_duplicate_takes, get_reader
+from lightning_ser.corpora.base import (
+    CorpusError, CorpusProblems, CorpusScan, Utterance, drop_duplicate_takes, get_reader,
+)
 from lightning_ser.data.dataset import IGNORE, LabelTable, StoreDataset, collate_batch
 from lightning_ser.data.files import FileDataset, collate_files, expand_audio_paths, speaker_groups
 from lightning_ser.data.sampler import EpochShardSampler
@@ -57,15 +59,24 @@ class SERDataModule(L.LightningDataModule):
         root: corpus folder(s), one per corpus (``synthetic`` defaults to ``<cache_dir>/synthetic``).
         cache_dir: where stores live (``$LIGHTNING_SER_CACHE`` or ``~/.cache/lightning_ser``).
         corpus_options: extra reader options (e.g. ``{"channels": ["speech"]}`` for RAVDESS).
-        classes / merge / grouping: the label space (:class:`~lightning_ser.labels.LabelSpace`).
+        classes: training classes to keep, in index order (default: every class in the data);
+            the label space is :class:`~lightning_ser.labels.LabelSpace`.
+        merge: unified-label merges applied first, e.g. ``{"excited": "happy"}``.
+        grouping: a named grouping: ``valence2``, ``valence3`` or ``iemocap4``.
         label_map: raw → unified labels for labels a reader does not know.
         vad_from_emotion: opt in to VAD targets from emotion prototypes where a corpus has none.
         filters: keep only ``{"corpus": [...], "gender": [...], "speaker": [...], "emotion": [...]}``.
         duplicates: ``keep`` every take, or ``first`` take only.
-        protocol / fold / protocol_options: the speaker-independent split
-            (:func:`~lightning_ser.splits.make_splits`); ``default`` = the corpus's protocol.
-        batch_size / eval_batch_size / num_workers / pin_memory: loader settings; ``num_workers``
-            None picks by device (:func:`default_num_workers`: 0 on a CPU, up to 4 on a GPU).
+        protocol: the speaker-independent split: ``default`` (the corpus's protocol), ``kfold``,
+            ``loso``, ``loso_session``, ``holdout`` or ``random``
+            (:func:`~lightning_ser.splits.make_splits`).
+        fold: which fold of the protocol to train and test on (from 0).
+        protocol_options: the protocol's options, e.g. ``{"k": 6}`` or ``{"val_fraction": 0.25}``.
+        batch_size: training batch size per process (per GPU).
+        eval_batch_size: batch size for validation, test and prediction (default: batch_size).
+        num_workers: DataLoader workers; None picks by device (:func:`default_num_workers`: 0 on a
+            CPU, up to 4 on a GPU).
+        pin_memory: pin batches in host memory when training on a GPU.
         crop_seconds: training crop (random offset per example and epoch).
         segment_seconds: train on fixed windows cut after splitting instead of random crops.
         bucketing: group eval utterances (and train crops) of similar length into batches.
@@ -87,6 +98,8 @@ class SERDataModule(L.LightningDataModule):
             ``max-autotune``; None is its default.
         seed: seed of every per-sample random draw.
         strict: stop at the first unreadable file instead of skipping and reporting it.
+        store_workers: processes decoding into the audio store and encoding codec variants
+            (default: every CPU core; 0 decodes in this process).
         predict_files: files or folders for ``predict``.
         predict_speaker: with ``features.normalize: speaker``, whose statistics normalise a
             predicted file: ``folder`` (the files of one folder are one speaker; default),
@@ -165,6 +178,8 @@ class SERDataModule(L.LightningDataModule):
         self._scan: CorpusScan | None = None
         self._utts: list[Utterance] | None = None
         self._dropped: Counter = Counter()
+        self._split_checked = False
+        self.num_folds: int | None = None
         self.store = None
         self.split: Split | None = None
         self.pipeline = None
@@ -183,13 +198,28 @@ class SERDataModule(L.LightningDataModule):
         raise CorpusError(f"data.root is required for corpus {corpus!r} (where its files are)")
 
     def scan(self) -> CorpusScan:
-        """Read every corpus's file list and labels (headers only). Cached."""
+        """Read every corpus's file list and labels (headers only). Cached.
+
+        Every corpus is read before anything is raised, so the problems of all of them (unknown
+        labels, bad manifest rows, one file listed by two corpora) come in one error.
+        """
         if self._scan is None:
-            scan = CorpusScan()
+            scan, problems = CorpusScan(), []
             opts = dict(self.hparams.corpus_options or {})
-            for name, root in zip(self.corpora, self.roots):
-                reader = get_reader(name)
-                scan.extend(reader(root, strict=self.hparams.strict, label_map=self.hparams.label_map, **opts))
+            readers = [get_reader(name) for name in self.corpora]  # unknown names first, nothing read
+            for reader, root in zip(readers, self.roots):
+                try:
+                    scan.extend(reader(root, strict=self.hparams.strict, label_map=self.hparams.label_map, **opts))
+                except CorpusProblems as exc:
+                    problems.append(str(exc))
+            first: dict[str, str] = {}
+            for u in scan.utterances:  # each reader checks its own; this is two corpora colliding
+                if u.utt_id in first:
+                    problems.append(f"utterance id {u.utt_id!r} comes from two corpora ({first[u.utt_id]} and "
+                                    f"{u.path}); give them different names (a manifest's corpus column)")
+                first.setdefault(u.utt_id, u.path)
+            if problems:
+                raise CorpusError("\n".join(problems))
             self._scan = scan
         return self._scan
 
@@ -227,17 +257,20 @@ class SERDataModule(L.LightningDataModule):
 
     # ------------------------------------------------------------------ store
     def _build_store(self):
+        from lightning_ser.audio.codec import parse_codec_specs
         from lightning_ser.audio.store import build_store
 
+        # everything that can be checked without audio is checked before decoding any
+        specs = parse_codec_specs(self.hparams.codecs) if self.hparams.codecs else []
+        self.check_split()
+        read_skipped = [{"path": s.path, "reason": s.reason} for s in self.scan().skipped]
         store = build_store(self.utterances, self.cache_dir / "stores", sample_rate=self.sample_rate,
                             strict=self.hparams.strict, num_workers=self._store_workers(),
-                            progress=True)
-        if self.hparams.codecs:
-            from lightning_ser.audio.codec import parse_codec_specs
+                            progress=True, read_skipped=read_skipped)
+        if specs:
             from lightning_ser.audio.variants import build_variants
 
-            build_variants(store, parse_codec_specs(self.hparams.codecs), num_workers=self._store_workers(),
-                           strict=self.hparams.strict)
+            build_variants(store, specs, num_workers=self._store_workers(), strict=self.hparams.strict)
             store.refresh()
         return store
 
@@ -357,6 +390,42 @@ class SERDataModule(L.LightningDataModule):
                 raise ValueError("data.compile applies to the torch backend; set data.backend=torch")
             self.pipeline.compile(**({"mode": self.hparams.compile_mode} if self.hparams.compile_mode else {}))
 
+    def check_split(self) -> None:
+        """Check the protocol, its options, the fold and (when cheap) one training batch on the
+        scanned utterances, before any decoding: a wrong ``--data.fold`` fails in seconds, not
+        after the corpus is decoded. Sets :attr:`num_folds`."""
+        if self._split_checked:
+            return
+        utts = self.utterances  # the scan's own warnings (skipped files) are shown
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the real split (after decoding) warns, not this check
+            splits = make_splits(utts, self.hparams.protocol, seed=self.hparams.seed,
+                                 **(self.hparams.protocol_options or {}))
+        self._check_fold(len(splits))
+        split = splits[self.hparams.fold]
+        fitting = self.trainer is not None and self.trainer.state.fn == "fit"
+        if fitting and self.hparams.segment_seconds is None and self.hparams.train_condition in (None, "single"):
+            self._check_one_batch(len(split.train), split.name)  # other set-ups: train_dataloader
+        self.num_folds = len(splits)
+        self._split_checked = True
+
+    def _check_fold(self, n_folds: int) -> None:
+        fold = self.hparams.fold
+        if not 0 <= fold < n_folds:
+            raise ValueError(f"--data.fold {fold} is out of range: protocol {self.hparams.protocol!r} gives "
+                             f"{n_folds} fold(s) on {', '.join(self.corpora)} (0 to {n_folds - 1})")
+
+    def _check_one_batch(self, n_items: int, split_name: str) -> None:
+        """Training batches are whole (``drop_last``): fewer items per process than
+        ``batch_size`` would train nothing and test an untrained network."""
+        world = self.trainer.world_size if self.trainer is not None else 1
+        per_process = n_items // world
+        if per_process < self.hparams.batch_size:
+            each = f" ({per_process} per process on {world})" if world > 1 else ""
+            raise ValueError(f"too little training data for one batch: split {split_name} trains on "
+                             f"{n_items} item(s){each}, fewer than --data.batch_size "
+                             f"{self.hparams.batch_size}; lower the batch size or add data")
+
     def _make_split(self) -> None:
         store = self.store
         present = {uid: i for i, uid in enumerate(store.utt_ids)}
@@ -367,8 +436,7 @@ class SERDataModule(L.LightningDataModule):
         self.speakers = sorted({u.speaker for u in utts})
         splits = make_splits(utts, self.hparams.protocol, seed=self.hparams.seed,
                              **(self.hparams.protocol_options or {}))
-        if not 0 <= self.hparams.fold < len(splits):
-            raise ValueError(f"fold {self.hparams.fold} out of range: protocol has {len(splits)} folds")
+        self._check_fold(len(splits))
         self.split = splits[self.hparams.fold]
         self.num_folds = len(splits)
         self._rows = np.array([present[u.utt_id] for u in utts], dtype=np.int64)
@@ -510,7 +578,9 @@ class SERDataModule(L.LightningDataModule):
                             fixed_variant=self.variant_names.index(variant), seed=self.hparams.seed)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset(), train=True, batch_size=self.hparams.batch_size)
+        dataset = self.train_dataset()
+        self._check_one_batch(len(dataset), self.split.name)
+        return self._loader(dataset, train=True, batch_size=self.hparams.batch_size)
 
     def _eval_loaders(self, part: str, conditions: bool = False):
         variants = self._codec_set_names() + (["original"] * len(self.condition_names) if conditions else [])
@@ -706,11 +776,13 @@ class SERDataModule(L.LightningDataModule):
                                          sorted(Counter(u.speaker for u in utts).items()))]
         if self._dropped:
             lines.append("dropped: " + ", ".join(f"{k}: {v}" for k, v in sorted(self._dropped.items())))
-        for s in scan.skipped:
-            lines.append(f"skipped: {s.path}: {s.reason}")
-        if self.store is not None:
+        if self.store is None:
+            lines += [f"skipped: {s.path}: {s.reason}" for s in scan.skipped]
+        else:  # the store's report.json lists the reader's skips and its own
             for s in self.store.report.get("skipped", []):
-                lines.append(f"skipped at decode: {s['path']}: {s['reason']}")
+                at = " at decode" if s.get("stage", "decode") == "decode" else ""
+                lines.append(f"skipped{at}: {s['path']}: {s['reason']}")
+            lines.append(f"report: {self.store.path / 'report.json'} ({self.store.report['n_skipped']} skipped)")
         if self.split is not None:
             sp = self.split
             lines.append(f"split {sp.name}: train {len(sp.train)} / val {len(sp.val)} / test {len(sp.test)} "
