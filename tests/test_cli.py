@@ -45,7 +45,7 @@ def test_fit_test_predict_with_wandb_offline(tiny_synthetic_root, tmp_path):
     cache, home = tmp_path / "cache", tmp_path / "home"
     env = {"HOME": str(home)}  # W&B's default places for staging files are under $HOME
     out = run_cli(["fit", *tiny_args(tiny_synthetic_root, cache), "--trainer.max_epochs", "3"], tmp_path, env)
-    assert "test/emotion/ua" in out  # fit ends by testing the best checkpoint
+    assert "test/emotion/ua" in out  # fit ends by testing the last checkpoint (--test_ckpt last)
     runs = list((tmp_path / "runs" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     logged = read_offline_run(runs[0])
@@ -61,6 +61,7 @@ def test_fit_test_predict_with_wandb_offline(tiny_synthetic_root, tmp_path):
     run_folder = next((tmp_path / "runs" / "lightning_ser").iterdir())
     assert (run_folder / "config.yaml").exists()
     best = next((run_folder / "checkpoints").glob("best-*.ckpt"))
+    tested = run_folder / "checkpoints" / "last.ckpt"
 
     # the summary keeps each validation metric's best value, not its last
     val = [row for row in logged["history"] if "val/emotion/ua" in row]
@@ -79,11 +80,11 @@ def test_fit_test_predict_with_wandb_offline(tiny_synthetic_root, tmp_path):
     assert not (home / ".local" / "share" / "wandb").exists()
     # the test figures are named after the checkpoint they show
     media = {p.name for p in (run_folder / "media").glob("test_*.png")}
-    assert media == {f"test_confusion_{n}_{best.stem}.png" for n in ("true", "pred")}
+    assert media == {f"test_confusion_{n}_{tested.stem}.png" for n in ("true", "pred")}
 
     # test from the saved run config: no new W&B run or run folder; figures beside the training run
     before = run_folders(tmp_path)
-    out = run_cli(["test", "-c", str(run_folder / "config.yaml"), "--ckpt_path", str(best)], tmp_path)
+    out = run_cli(["test", "-c", str(run_folder / "config.yaml"), "--ckpt_path", str(tested)], tmp_path)
     assert printed_metric(out, "test/emotion/ua") == pytest.approx(ua[0], abs=1e-6)
     assert run_folders(tmp_path) == before and not (tmp_path / "media").exists()
     assert {p.name for p in (run_folder / "media").glob("test_*.png")} == media

@@ -105,6 +105,9 @@ class SERDataModule(L.LightningDataModule):
             predicted file: ``folder`` (the files of one folder are one speaker; default),
             ``file`` (each file its own) or ``training`` (the training speakers' pooled ones,
             saved in the checkpoint; for a single short file).
+        test_part: the speakers ``test`` scores: ``test`` (held out; the default), or ``train`` /
+            ``val`` (whole utterances, no augmentation), e.g. to check that a recipe fits its
+            training speakers: ``lightning-ser test ... --data.test_part train``.
         noise / rir: noise and room-impulse-response banks for the ``noise_file`` and ``reverb``
             ops (``augment: robust``): lists of folders, CSV/JSONL manifests or audio files,
             decoded once into ``<cache_dir>/banks`` (:mod:`lightning_ser.audio.banks`).
@@ -152,6 +155,7 @@ class SERDataModule(L.LightningDataModule):
         store_workers: int | None = None,
         predict_files: list[str] | None = None,
         predict_speaker: str = "folder",
+        test_part: str = "test",
         noise: list[str] | None = None,
         rir: list[str] | None = None,
         eval_noise: list[str] | None = None,
@@ -168,6 +172,8 @@ class SERDataModule(L.LightningDataModule):
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self.roots = [Path(r).expanduser() if r else self._default_root(c) for c, r in zip(self.corpora, roots)]
         self.label_space = LabelSpace(classes=classes, merge=dict(merge or {}), grouping=grouping)
+        if test_part not in ("test", "train", "val"):
+            raise ValueError(f"test_part must be 'test', 'train' or 'val', got {test_part!r}")
         if backend not in ("torch", "dali"):
             raise ValueError(f"backend must be 'torch' or 'dali', got {backend!r}")
         if duplicates not in ("keep", "first"):
@@ -595,7 +601,7 @@ class SERDataModule(L.LightningDataModule):
         return self._eval_loaders("val")
 
     def test_dataloader(self):
-        return self._eval_loaders("test", conditions=True)
+        return self._eval_loaders(self.hparams.test_part, conditions=True)
 
     def predict_dataloader(self):
         if self.hparams.predict_files:
