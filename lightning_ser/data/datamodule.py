@@ -88,7 +88,9 @@ class SERDataModule(L.LightningDataModule):
             ``double``: every utterance twice, no augmentation; ``specaugment``: original plus a
             copy through the augmentation policy; ``codec:<variant>`` (e.g. ``codec:opus_32k``):
             original plus a copy at that variant, no augmentation.
-        features: :class:`~lightning_ser.augment.pipeline.FeaturePipeline` feature options.
+        features: :class:`~lightning_ser.augment.pipeline.FeaturePipeline` feature options;
+            ``normalize`` defaults to ``global`` here (statistics of the training speakers;
+            ``speaker`` for speaker-level normalisation, ``utterance`` per utterance).
         augment: augmentation policy name (``ser``, ``specaugment_lb``, ``none``) or op list.
         backend: ``torch`` (default) or ``dali`` (NVIDIA DALI, ``pip install -e ".[dali]"``): the
             same features and augmentation from the same per-sample parameters.
@@ -376,12 +378,18 @@ class SERDataModule(L.LightningDataModule):
         if "training_mean" in state:
             self.training_stats = (state["training_mean"], state["training_std"])
 
+    @property
+    def feature_options(self) -> dict[str, Any]:
+        """``features`` over the datamodule's defaults: log-mel normalised with the training
+        speakers' global statistics (``normalize: global``)."""
+        return {"normalize": "global", **(self.hparams.features or {})}
+
     def _make_pipeline(self) -> None:
         from lightning_ser.augment.pipeline import FeaturePipeline
         from lightning_ser.data.robustness import DEFAULT_SNRS_DB, condition_ops
 
         banks = self.banks()
-        self.pipeline = FeaturePipeline(**(self.hparams.features or {}), policy=self.hparams.augment,
+        self.pipeline = FeaturePipeline(**self.feature_options, policy=self.hparams.augment,
                                         seed=self.hparams.seed, banks=banks)
         used = {op.bank_field.split("_")[0] for op in self.pipeline.ops if hasattr(op, "bank_field")}
         for name in sorted({"noise", "rir"} & set(banks) - used):
