@@ -131,8 +131,12 @@ def test_resume_continues_exactly(tiny_synthetic_root, tmp_path):
               "--trainer.logger", "lightning.pytorch.loggers.CSVLogger"]
     run_cli(["fit", *common, "--trainer.logger.save_dir", "full", "--trainer.max_epochs", "3",
              "--trainer.default_root_dir", "full"], tmp_path)
-    run_cli(["fit", *common, "--trainer.logger.save_dir", "part", "--trainer.max_epochs", "1",
-             "--trainer.default_root_dir", "part"], tmp_path)
+    # Interrupted after one of three planned epochs (the schedule still spans three).
+    run_cli(["fit", *common, "--trainer.logger.save_dir", "part", "--trainer.max_epochs", "3",
+             "--trainer.default_root_dir", "part", "--trainer.callbacks+=_interrupt.StopAfterEpochs",
+             "--trainer.callbacks.epochs", "1"], tmp_path,
+            env={"PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])})
+    assert len(final_metrics(tmp_path / "part")) == 1
     last = next((tmp_path / "part").rglob("last.ckpt"))
     run_cli(["fit", *common, "--trainer.logger.save_dir", "resumed", "--trainer.max_epochs", "3",
              "--trainer.default_root_dir", "resumed", "--ckpt_path", str(last)], tmp_path)
