@@ -10,7 +10,7 @@ z-normalisation of the functionals.
 usage:
   python benchmarks/bench_accuracy.py --corpus emodb --root ../shared/data/emodb \\
       --recipe configs/experiment/emodb.yaml \\
-      --recipe "configs/experiment/emodb.yaml configs/features/speaker_norm.yaml" [--folds 0,1] [-- fit options]
+      --recipe "configs/experiment/emodb.yaml configs/features/speaker_norm.yaml" [--folds 0,1] [--jobs 2] [-- fit options]
 
 Writes ``benchmarks/results/accuracy_<corpus>.json`` and ``.md`` (``--out``): UA, WA and macro-F1
 per fold and mean ± std, training time per fold, the hardware, and the exact command.
@@ -44,23 +44,41 @@ def data_args(corpus: str, root: str, cache_dir: str | None) -> list[str]:
 
 
 def recipe_argv(recipe: str, common: list[str], extra: list[str]) -> list[str]:
-    configs = [a for c in recipe.split() for a in ("-c", c)]
+    # absolute: jsonargparse changes directory while it parses, and folds parse in parallel threads
+    configs = [a for c in recipe.split() for a in ("-c", str(Path(c).resolve()) if Path(c).exists() else c)]
     return ["fit", *configs, *common, *extra]
 
 
-def run_recipe(recipe: str, common: list[str], extra: list[str], folds) -> dict:
-    """Every fold of one recipe: test metrics and training seconds."""
+def run_fold(recipe: str, common: list[str], extra: list[str], k: int, logs: Path, tag: str) -> dict:
+    """One fold of one recipe in its own ``fit`` process: test metrics and wall seconds."""
     import lightning_ser.commands.cv as cv
 
-    rows = []
-    for k in folds:
-        t0 = time.perf_counter()
-        (row,) = cv.run_folds(recipe_argv(recipe, common, extra)[1:], [k])
-        row = {"fold": row["fold"], **{m: row[f"test/emotion/{m}"] for m in METRICS},
-               "gender_acc": row.get("test/gender/acc"), "seconds": time.perf_counter() - t0}
-        rows.append(row)
-        print(f"[bench_accuracy] {recipe} {row['fold']}: UA {row['ua']:.3f} ({row['seconds']:.0f} s)", flush=True)
-    return {"recipe": recipe, "folds": rows, **summary(rows)}
+    own = logs / f"{tag}-fold{k}"  # a run folder per task, so parallel folds never share one
+    argv = recipe_argv(recipe, common + ["--trainer.logger.save_dir", str(own)], extra)[1:]
+    t0 = time.perf_counter()
+    (row,) = cv.run_folds(argv, [k], name=f"{tag}-fold{k}", out=own / "cv")
+    row = {"fold": row["fold"], **{m: row[f"test/emotion/{m}"] for m in METRICS},
+           "gender_acc": row.get("test/gender/acc"), "seconds": time.perf_counter() - t0}
+    print(f"[bench_accuracy] {recipe} {row['fold']}: UA {row['ua']:.3f} ({row['seconds']:.0f} s)", flush=True)
+    return row
+
+
+def run_recipes(recipes: list[str], common: list[str], extra: list[str], folds, logs: Path, jobs: int) -> list[dict]:
+    """Every fold of every recipe, ``jobs`` fit processes at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    tasks = [(i, k) for i in range(len(recipes)) for k in folds]
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        rows = list(pool.map(lambda t: run_fold(recipes[t[0]], common, extra, t[1], logs, f"recipe{t[0] + 1}"), tasks))
+    wall = time.perf_counter() - t0
+    out = []
+    for i, recipe in enumerate(recipes):
+        mine = [r for (j, _), r in zip(tasks, rows) if j == i]
+        out.append({"recipe": recipe, "folds": mine, **summary(mine)})
+    for r in out:
+        r["wall_seconds_all_recipes"] = wall
+    return out
 
 
 def summary(rows: list[dict]) -> dict:
@@ -124,8 +142,10 @@ def markdown(report: dict) -> str:
            ["functionals + LR, global", "functionals + LR, per speaker"]
     lines = [f"# Accuracy on {report['corpus']} ({report['protocol']})", "", f"`{report['command']}`", ""]
     for i, r in enumerate(recipes):
-        lines.append(f"- recipe {i + 1}: `{r['recipe']}` ({r['seconds_total'] / 60:.1f} min of training for "
-                     f"{len(r['folds'])} folds)")
+        lines.append(f"- recipe {i + 1}: `{r['recipe']}`: {r['seconds_total'] / 60:.1f} min of fit processes "
+                     f"summed over {len(r['folds'])} folds (each fold trains, then tests)")
+    lines.append(f"- wall time for all recipes and folds: {recipes[0]['wall_seconds_all_recipes'] / 60:.1f} min, "
+                 f"{report['jobs']} fold(s) at a time")
     lines += [f"- hardware: {report['hardware']['gpu'] or report['hardware']['cpu']}, "
               f"{report['hardware']['usable_cores']} cores, load average at start "
               f"{', '.join(f'{x:.1f}' for x in report['hardware']['load_avg_at_start'] or [])}", "",
@@ -154,23 +174,26 @@ def main(argv=None) -> dict:
                     help="config files (space-separated) of one recipe; repeat for several")
     ap.add_argument("--folds", default=None, help="comma-separated fold indices (default: all)")
     ap.add_argument("--cache-dir", default=None)
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="fit processes at a time; each gets cores/jobs torch threads (OMP_NUM_THREADS)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(own)
     os.environ.setdefault("WANDB_MODE", "offline")
+    if args.jobs > 1:  # small networks use cores better as parallel folds than as intra-op threads
+        os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // args.jobs))
     logs = Path(tempfile.mkdtemp(prefix="bench_accuracy_"))  # per-fold logs and checkpoints, not kept
     common = data_args(args.corpus, args.root, args.cache_dir) + [
-        "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(logs),
-        "--trainer.enable_progress_bar", "false"]
+        "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.enable_progress_bar", "false"]
     from lightning_ser.cli import run_lightning
 
     probe = run_lightning(recipe_argv(args.recipe[0], common, extra)[1:], run=False).datamodule
     probe.setup("fit")
     folds = [int(f) for f in args.folds.split(",")] if args.folds else list(range(probe.num_folds))
     baseline = run_baseline(common, args.recipe[0], folds)
-    recipes = [run_recipe(r, common, extra, folds) for r in args.recipe]
+    recipes = run_recipes(args.recipe, common, extra, folds, logs, args.jobs)
     report = {"benchmark": "bench_accuracy", "corpus": args.corpus, "protocol": probe.split.name.split("-")[0],
               "command": "python benchmarks/bench_accuracy.py " + shlex.join(argv),
-              "hardware": hardware(), "recipes": recipes, "baseline": baseline}
+              "hardware": hardware(), "jobs": args.jobs, "recipes": recipes, "baseline": baseline}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"accuracy_{args.corpus}.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / f"accuracy_{args.corpus}.md").write_text(markdown(report))
