@@ -17,7 +17,7 @@ from typing import Sequence
 PROG = "lightning-ser"
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 COMMANDS = {
-    "fit": "train, then test the best checkpoint on the held-out speakers",
+    "fit": "train, then test on the held-out speakers",
     "validate": "evaluate a checkpoint on the validation speakers",
     "test": "evaluate a checkpoint on the test speakers",
     "predict": "emotion, gender and VAD of audio files, as JSON (needs only the checkpoint)",
@@ -65,7 +65,7 @@ def callback_defaults() -> dict:
         "checkpoint.monitor": "val/emotion/ua", "checkpoint.mode": "max", "checkpoint.save_top_k": 1,
         "checkpoint.save_last": True, "checkpoint.filename": "best-epoch{epoch:02d}",
         "checkpoint.auto_insert_metric_name": False,
-        "early_stopping.monitor": "val/emotion/ua", "early_stopping.mode": "max", "early_stopping.patience": 8,
+        "early_stopping.monitor": "val/emotion/ua", "early_stopping.mode": "max", "early_stopping.patience": None,
         "lr_monitor.logging_interval": "epoch",
     }
 
@@ -75,9 +75,10 @@ def _asks_for_logger(args: Sequence[str]) -> bool:
 
 
 def _make_cli_class():
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.cli import LightningCLI
 
+    from lightning_ser.callbacks.early_stopping import EarlyStopping
     from lightning_ser.callbacks.lr_monitor import LearningRateMonitor
     from lightning_ser.cli_help import HELP_ALL, short_help
 
@@ -95,7 +96,11 @@ def _make_cli_class():
             parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
             parser.set_defaults({**trainer_defaults(), **callback_defaults()})
             parser.add_argument("--test_after_fit", type=bool, default=True,
-                                help="after fit, test the best checkpoint on the test speakers")
+                                help="after fit, test a checkpoint on the test speakers")
+            parser.add_argument("--test_ckpt", type=str, default=TEST_CKPT_DEFAULT, choices=TEST_CKPTS,
+                                help="the checkpoint fit tests: 'last' (the weights at the end of the "
+                                     "schedule) or 'best' (best --checkpoint.monitor on the validation "
+                                     "speakers)")
 
         def parse_arguments(self, parser, args) -> None:
             self.argv = list(args)
@@ -120,14 +125,26 @@ def _make_cli_class():
         def after_fit(self) -> None:
             if not self.config[self.subcommand].get("test_after_fit", True):
                 return
-            ckpt = self.trainer.checkpoint_callback
-            best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
-            results = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best)
+            results = self.trainer.test(self.model, datamodule=self.datamodule,
+                                        ckpt_path=tested_checkpoint(self.trainer, self.config[self.subcommand].test_ckpt))
             from lightning_ser.commands.cv import report_fold
 
             report_fold(self.trainer, results)
 
     return SERLightningCLI
+
+
+TEST_CKPTS = ("last", "best")
+TEST_CKPT_DEFAULT = "last"
+
+
+def tested_checkpoint(trainer, which: str) -> str | None:
+    """Path of the checkpoint ``fit`` tests (``last`` or ``best``); None: the weights in memory."""
+    ckpt = trainer.checkpoint_callback
+    if ckpt is None:
+        return None
+    path = ckpt.last_model_path if which == "last" else ckpt.best_model_path
+    return path or None
 
 
 TUNED = {"ModelCheckpoint": "checkpoint", "EarlyStopping": "early_stopping", "LearningRateMonitor": "lr_monitor"}

@@ -45,15 +45,25 @@ class SERModule(pl.LightningModule):
         n_mels: mel bins of the features (for the default network).
         net: a module mapping ``(features (B, F, N), frame_lengths (B,))`` to a head dict
             (``emotion (B, C)`` logits; optional ``gender (B, 2)``, ``vad (B, 3)``). Default:
-            ``MultitaskAttentionCNN(n_mels, num_classes)``.
-        task_weights, uncertainty_weighting, label_smoothing, class_weights, vad_loss: see
-            :class:`~lightning_ser.losses.MultitaskLoss`.
-        lr, weight_decay: optimiser settings; biases, norms and loss weights get no decay.
+            the ``backbone`` network.
+        backbone: network by name when ``net`` is not given: ``attention_cnn`` (default),
+            ``conv1d_mfcc``, ``handcrafted_conv1d``.
+        backbone_options: the backbone's constructor options, e.g. ``{"channels": [32, 64, 128, 256]}``.
+        task_weights: loss weight per task (``emotion``, ``gender``, ``vad``); 0 turns a task off.
+        uncertainty_weighting: learn the task weights (Kendall et al. 2018) instead.
+        label_smoothing: emotion cross-entropy label smoothing.
+        class_weights: per-class emotion cross-entropy weights.
+        vad_loss: ``ccc`` (1 − CCC) or ``mse``.
+        lr: peak learning rate.
+        weight_decay: AdamW/Adam/SGD weight decay (biases, norms and loss weights get none).
         optimizer: ``"adamw" | "adam" | "sgd"`` (SGD: Nesterov momentum 0.9).
         scheduler: ``"warmup_cosine"`` (linear warm-up over ``warmup_fraction`` of the run's
             steps, then cosine to ``min_lr_ratio × lr``), ``"plateau"`` (halve the LR after 5
             epochs without ``val/emotion/ua`` improving), ``"cosine"`` (per step to 0), ``"none"``.
-        eval_window_frames, eval_hop_frames: sliding-window scoring at eval, in frames.
+        warmup_fraction: share of the optimiser steps spent warming up (``warmup_cosine``).
+        min_lr_ratio: the learning rate at the last step, as a share of ``lr`` (``warmup_cosine``).
+        eval_window_frames: sliding-window length for scoring whole utterances, in frames.
+        eval_hop_frames: sliding-window hop, in frames.
         tta_views: test/predict-time augmentation views, taken from the datamodule's
             ``tta_batches(batch, k) -> list[batch]`` when it has one.
     """
@@ -68,13 +78,13 @@ class SERModule(pl.LightningModule):
         backbone_options: dict | None = None,
         task_weights: dict[str, float] | None = None,
         uncertainty_weighting: bool = False,
-        label_smoothing: float = 0.0,
+        label_smoothing: float = 0.1,
         class_weights: list[float] | None = None,
         vad_loss: str = "ccc",
-        lr: float = 1e-3,
+        lr: float = 3e-3,
         weight_decay: float = 1e-4,
         optimizer: str = "adamw",
-        scheduler: str = "plateau",
+        scheduler: str = "warmup_cosine",
         warmup_fraction: float = 0.05,
         min_lr_ratio: float = 0.0,
         eval_window_frames: int = 400,

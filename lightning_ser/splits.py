@@ -85,8 +85,13 @@ def _speaker_genders(utts: Sequence[Utterance]) -> dict[str, str | None]:
 
 def _pick_val_speakers(train_speakers: list[str], gender_of: dict, val_fraction: float,
                        seed: int) -> set[str]:
+    """``val_fraction`` of the training-side speakers (at least one, all but one at most), gender
+    balanced; none when ``val_fraction`` is 0 (e.g. TESS: one training-side speaker)."""
+    if val_fraction == 0:
+        return set()
     if len(train_speakers) < 2:
-        raise ValueError("need at least 2 training speakers to hold out validation speakers")
+        raise ValueError(f"need at least 2 training speakers to hold out validation speakers (have "
+                         f"{len(train_speakers)}); set protocol_options.val_fraction: 0 to train without")
     n = min(len(train_speakers) - 1, max(1, round(val_fraction * len(train_speakers))))
     rng = np.random.default_rng(seed)
     shuffled = [train_speakers[i] for i in rng.permutation(len(train_speakers))]
@@ -97,14 +102,15 @@ def _finish(utts: Sequence[Utterance], name: str, test_speakers: set[str], val_f
             seed: int, val_speakers: set[str] | None = None) -> Split:
     gender_of = _speaker_genders(utts)
     train_speakers = sorted({u.speaker for u in utts} - test_speakers, key=_natural_key)
-    if val_speakers is None and len(train_speakers) < 2:
+    if val_speakers is None and val_fraction > 0 and len(train_speakers) < 2:
         everyone = sorted(gender_of, key=_natural_key)
         raise ValueError(
             f"split {name}: the data has {len(everyone)} speaker(s) ({', '.join(everyone[:8])}"
             f"{', ...' if len(everyone) > 8 else ''}); after {len(test_speakers)} held out for test, "
             f"{len(train_speakers)} remain(s) for training and validation, which need one each. "
-            "Speaker-independent splits need at least 3 speakers: add data, or use "
-            "--data.protocol random (which mixes speakers across train and test)")
+            "Speaker-independent splits need at least 3 speakers: add data, train without validation "
+            "speakers (--data.protocol_options '{val_fraction: 0}'), or use --data.protocol random "
+            "(which mixes speakers across train and test)")
     if val_speakers is None:
         val_speakers = _pick_val_speakers(train_speakers, gender_of, val_fraction, seed)
     test = tuple(i for i, u in enumerate(utts) if u.speaker in test_speakers)

@@ -45,7 +45,7 @@ def test_fit_test_predict_with_wandb_offline(tiny_synthetic_root, tmp_path):
     cache, home = tmp_path / "cache", tmp_path / "home"
     env = {"HOME": str(home)}  # W&B's default places for staging files are under $HOME
     out = run_cli(["fit", *tiny_args(tiny_synthetic_root, cache), "--trainer.max_epochs", "3"], tmp_path, env)
-    assert "test/emotion/ua" in out  # fit ends by testing the best checkpoint
+    assert "test/emotion/ua" in out  # fit ends by testing the last checkpoint (--test_ckpt last)
     runs = list((tmp_path / "runs" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     logged = read_offline_run(runs[0])
@@ -61,6 +61,7 @@ def test_fit_test_predict_with_wandb_offline(tiny_synthetic_root, tmp_path):
     run_folder = next((tmp_path / "runs" / "lightning_ser").iterdir())
     assert (run_folder / "config.yaml").exists()
     best = next((run_folder / "checkpoints").glob("best-*.ckpt"))
+    tested = run_folder / "checkpoints" / "last.ckpt"
 
     # the summary keeps each validation metric's best value, not its last
     val = [row for row in logged["history"] if "val/emotion/ua" in row]
@@ -79,11 +80,11 @@ def test_fit_test_predict_with_wandb_offline(tiny_synthetic_root, tmp_path):
     assert not (home / ".local" / "share" / "wandb").exists()
     # the test figures are named after the checkpoint they show
     media = {p.name for p in (run_folder / "media").glob("test_*.png")}
-    assert media == {f"test_confusion_{n}_{best.stem}.png" for n in ("true", "pred")}
+    assert media == {f"test_confusion_{n}_{tested.stem}.png" for n in ("true", "pred")}
 
     # test from the saved run config: no new W&B run or run folder; figures beside the training run
     before = run_folders(tmp_path)
-    out = run_cli(["test", "-c", str(run_folder / "config.yaml"), "--ckpt_path", str(best)], tmp_path)
+    out = run_cli(["test", "-c", str(run_folder / "config.yaml"), "--ckpt_path", str(tested)], tmp_path)
     assert printed_metric(out, "test/emotion/ua") == pytest.approx(ua[0], abs=1e-6)
     assert run_folders(tmp_path) == before and not (tmp_path / "media").exists()
     assert {p.name for p in (run_folder / "media").glob("test_*.png")} == media
@@ -127,8 +128,12 @@ def test_resume_continues_exactly(tiny_synthetic_root, tmp_path):
               "--trainer.logger", "lightning.pytorch.loggers.CSVLogger"]
     run_cli(["fit", *common, "--trainer.logger.save_dir", "full", "--trainer.max_epochs", "3",
              "--trainer.default_root_dir", "full"], tmp_path)
-    run_cli(["fit", *common, "--trainer.logger.save_dir", "part", "--trainer.max_epochs", "1",
-             "--trainer.default_root_dir", "part"], tmp_path)
+    # Interrupted after one of three planned epochs (the schedule still spans three).
+    run_cli(["fit", *common, "--trainer.logger.save_dir", "part", "--trainer.max_epochs", "3",
+             "--trainer.default_root_dir", "part", "--trainer.callbacks+=_interrupt.StopAfterEpochs",
+             "--trainer.callbacks.epochs", "1"], tmp_path,
+            env={"PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])})
+    assert len(final_metrics(tmp_path / "part")) == 1
     last = next((tmp_path / "part").rglob("last.ckpt"))
     run_cli(["fit", *common, "--trainer.logger.save_dir", "resumed", "--trainer.max_epochs", "3",
              "--trainer.default_root_dir", "resumed", "--ckpt_path", str(last)], tmp_path)

@@ -195,3 +195,14 @@ def test_a_training_set_smaller_than_one_batch_is_an_error(tiny_synthetic_root, 
     ok = make_dm(tiny_synthetic_root, tmp_path, batch_size=n, segment_seconds=0.5)
     ok.setup("fit")
     assert len(ok.train_dataloader()) == 1
+
+
+def test_test_part_scores_the_chosen_speakers(tiny_synthetic_root, tmp_path):
+    """``test_part: train`` scores the training speakers' whole utterances (the fit sanity check)."""
+    for part in ("train", "test"):
+        dm = make_dm(tiny_synthetic_root, tmp_path, test_part=part)
+        dm.setup("test")
+        rows = sorted(torch.cat([b["index"] for b in dm.test_dataloader()]).tolist())
+        assert rows == sorted(dm._rows[list(getattr(dm.split, part))].tolist())
+    with pytest.raises(ValueError, match="test_part"):
+        make_dm(tiny_synthetic_root, tmp_path, test_part="everything")

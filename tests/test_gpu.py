@@ -55,13 +55,12 @@ def test_training_step_never_waits_for_the_gpu(monkeypatch, bank_options, placem
     ``set_sync_debug_mode("error")``: any host synchronisation raises. ``host``: the noise and RIR
     banks stay in pinned host memory and their audio comes read on the host, as the datamodule's
     ``on_before_batch_transfer`` does."""
-    from test_host_sync import EVERY_OP, _batch, _train_step
+    from test_host_sync import _batch, _train_step, make_datamodule
 
-    from lightning_ser.data.datamodule import SERDataModule
     from lightning_ser.losses import MultitaskLoss
     from lightning_ser.models.attention_cnn import MultitaskAttentionCNN
 
-    dm = SERDataModule(augment=EVERY_OP, seed=3, bank_placement=placement, **bank_options)
+    dm = make_datamodule(bank_placement=placement, **bank_options)
     net, loss_fn = MultitaskAttentionCNN(n_mels=64, num_classes=4).cuda(), MultitaskLoss(4).cuda()
     host = _batch()
     dm._place_pipeline(torch.device("cuda"))

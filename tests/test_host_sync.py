@@ -84,6 +84,13 @@ def _batch(b: int = 6) -> dict:
     return {"audio": (wave * 32767).to(torch.int16), "lengths": lengths, "ids": torch.arange(b) * 11 + 3, **labels}
 
 
+def make_datamodule(**options) -> SERDataModule:
+    """A datamodule with the default (global) normalisation and made-up statistics (no corpus)."""
+    dm = SERDataModule(augment=EVERY_OP, seed=3, **options)
+    dm.load_state_dict({"global_mean": torch.full((64,), -50.0), "global_std": torch.full((64,), 15.0)})
+    return dm
+
+
 def _train_step(dm: SERDataModule, net, loss_fn, batch: dict, epoch: int) -> torch.Tensor:
     """What one Lightning training step runs on the device: features, network, loss, backward."""
     out = dm.featurize(batch, train=True, epoch=epoch)
@@ -94,7 +101,7 @@ def _train_step(dm: SERDataModule, net, loss_fn, batch: dict, epoch: int) -> tor
 
 @pytest.mark.parametrize("condition", [None, "specaugment"])
 def test_training_step_has_no_host_sync(recorder, condition, bank_options):
-    dm = SERDataModule(augment=EVERY_OP, seed=3, **bank_options)
+    dm = make_datamodule(**bank_options)
     net, loss_fn = MultitaskAttentionCNN(n_mels=64, num_classes=4), MultitaskLoss(4)
     batch = _batch()
     if condition:  # training-condition presets: only some rows are augmented

@@ -132,3 +132,13 @@ def test_segmentation_happens_after_split_and_last_window_overlaps():
     # a 1 s utterance → a single short segment
     row = next(i for i in sp.train if lengths[i] == 16000)
     assert [(s.start, s.length) for s in train_segs if s.row == row] == [(0, 16000)]
+
+
+def test_two_speaker_corpus_trains_without_validation_speakers_when_asked():
+    """TESS-like: leave one of two speakers out; one training-side speaker cannot also validate."""
+    utts = ravdess_like(n_actors=2, per_actor=6)
+    with pytest.raises(ValueError, match="val_fraction: 0"):  # the error says how
+        leave_one_speaker_out(utts)
+    for split in leave_one_speaker_out(utts, val_fraction=0.0):
+        assert split.val == () and split.train and split.test
+        assert_disjoint(utts, split)

@@ -88,7 +88,9 @@ class SERDataModule(L.LightningDataModule):
             ``double``: every utterance twice, no augmentation; ``specaugment``: original plus a
             copy through the augmentation policy; ``codec:<variant>`` (e.g. ``codec:opus_32k``):
             original plus a copy at that variant, no augmentation.
-        features: :class:`~lightning_ser.augment.pipeline.FeaturePipeline` feature options.
+        features: :class:`~lightning_ser.augment.pipeline.FeaturePipeline` feature options;
+            ``normalize`` defaults to ``global`` here (statistics of the training speakers;
+            ``speaker`` for speaker-level normalisation, ``utterance`` per utterance).
         augment: augmentation policy name (``ser``, ``specaugment_lb``, ``none``) or op list.
         backend: ``torch`` (default) or ``dali`` (NVIDIA DALI, ``pip install -e ".[dali]"``): the
             same features and augmentation from the same per-sample parameters.
@@ -105,6 +107,9 @@ class SERDataModule(L.LightningDataModule):
             predicted file: ``folder`` (the files of one folder are one speaker; default),
             ``file`` (each file its own) or ``training`` (the training speakers' pooled ones,
             saved in the checkpoint; for a single short file).
+        test_part: the speakers ``test`` scores: ``test`` (held out; the default), or ``train`` /
+            ``val`` (whole utterances, no augmentation), e.g. to check that a recipe fits its
+            training speakers: ``lightning-ser test ... --data.test_part train``.
         noise / rir: noise and room-impulse-response banks for the ``noise_file`` and ``reverb``
             ops (``augment: robust``): lists of folders, CSV/JSONL manifests or audio files,
             decoded once into ``<cache_dir>/banks`` (:mod:`lightning_ser.audio.banks`).
@@ -152,6 +157,7 @@ class SERDataModule(L.LightningDataModule):
         store_workers: int | None = None,
         predict_files: list[str] | None = None,
         predict_speaker: str = "folder",
+        test_part: str = "test",
         noise: list[str] | None = None,
         rir: list[str] | None = None,
         eval_noise: list[str] | None = None,
@@ -168,6 +174,8 @@ class SERDataModule(L.LightningDataModule):
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self.roots = [Path(r).expanduser() if r else self._default_root(c) for c, r in zip(self.corpora, roots)]
         self.label_space = LabelSpace(classes=classes, merge=dict(merge or {}), grouping=grouping)
+        if test_part not in ("test", "train", "val"):
+            raise ValueError(f"test_part must be 'test', 'train' or 'val', got {test_part!r}")
         if backend not in ("torch", "dali"):
             raise ValueError(f"backend must be 'torch' or 'dali', got {backend!r}")
         if duplicates not in ("keep", "first"):
@@ -370,12 +378,18 @@ class SERDataModule(L.LightningDataModule):
         if "training_mean" in state:
             self.training_stats = (state["training_mean"], state["training_std"])
 
+    @property
+    def feature_options(self) -> dict[str, Any]:
+        """``features`` over the datamodule's defaults: log-mel normalised with the training
+        speakers' global statistics (``normalize: global``)."""
+        return {"normalize": "global", **(self.hparams.features or {})}
+
     def _make_pipeline(self) -> None:
         from lightning_ser.augment.pipeline import FeaturePipeline
         from lightning_ser.data.robustness import DEFAULT_SNRS_DB, condition_ops
 
         banks = self.banks()
-        self.pipeline = FeaturePipeline(**(self.hparams.features or {}), policy=self.hparams.augment,
+        self.pipeline = FeaturePipeline(**self.feature_options, policy=self.hparams.augment,
                                         seed=self.hparams.seed, banks=banks)
         used = {op.bank_field.split("_")[0] for op in self.pipeline.ops if hasattr(op, "bank_field")}
         for name in sorted({"noise", "rir"} & set(banks) - used):
@@ -595,7 +609,7 @@ class SERDataModule(L.LightningDataModule):
         return self._eval_loaders("val")
 
     def test_dataloader(self):
-        return self._eval_loaders("test", conditions=True)
+        return self._eval_loaders(self.hparams.test_part, conditions=True)
 
     def predict_dataloader(self):
         if self.hparams.predict_files:

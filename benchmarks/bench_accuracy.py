@@ -1,0 +1,182 @@
+"""Accuracy of training recipes against the functionals baseline, on every fold of a corpus.
+
+For each recipe (a list of ``-c`` config files plus options, as ``cv`` takes them) every fold
+trains, selects its checkpoint on the fold's validation speakers and tests on its held-out
+speakers (:func:`lightning_ser.commands.cv.run_folds`). On exactly the same folds, the classical
+reference (:mod:`lightning_ser.baseline`: utterance functionals + logistic regression, trained on
+the fold's training and validation speakers) runs twice: with global and with per-speaker
+z-normalisation of the functionals.
+
+usage:
+  python benchmarks/bench_accuracy.py --corpus emodb --root ../shared/data/emodb \\
+      --recipe configs/experiment/emodb.yaml \\
+      --recipe "configs/experiment/emodb.yaml configs/features/speaker_norm.yaml" [--folds 0,1] [-- fit options]
+
+Writes ``benchmarks/results/accuracy_<corpus>.json`` and ``.md`` (``--out``): UA, WA and macro-F1
+per fold and mean ± std, training time per fold, the hardware, and the exact command.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+METRICS = ("ua", "wa", "f1")
+
+
+def mean_std(values) -> tuple[float, float]:
+    v = np.asarray(values, dtype=np.float64)
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def data_args(corpus: str, root: str, cache_dir: str | None) -> list[str]:
+    args = ["--data.corpus", corpus, "--data.root", root]
+    return args + (["--data.cache_dir", cache_dir] if cache_dir else [])
+
+
+def recipe_argv(recipe: str, common: list[str], extra: list[str]) -> list[str]:
+    configs = [a for c in recipe.split() for a in ("-c", c)]
+    return ["fit", *configs, *common, *extra]
+
+
+def run_recipe(recipe: str, common: list[str], extra: list[str], folds) -> dict:
+    """Every fold of one recipe: test metrics and training seconds."""
+    import lightning_ser.commands.cv as cv
+
+    rows = []
+    for k in folds:
+        t0 = time.perf_counter()
+        (row,) = cv.run_folds(recipe_argv(recipe, common, extra)[1:], [k])
+        row = {"fold": row["fold"], **{m: row[f"test/emotion/{m}"] for m in METRICS},
+               "gender_acc": row.get("test/gender/acc"), "seconds": time.perf_counter() - t0}
+        rows.append(row)
+        print(f"[bench_accuracy] {recipe} {row['fold']}: UA {row['ua']:.3f} ({row['seconds']:.0f} s)", flush=True)
+    return {"recipe": recipe, "folds": rows, **summary(rows)}
+
+
+def summary(rows: list[dict]) -> dict:
+    out = {}
+    for m in METRICS:
+        out[f"{m}_mean"], out[f"{m}_std"] = mean_std([r[m] for r in rows])
+    out["min_ua"] = min(r["ua"] for r in rows)
+    if "seconds" in rows[0]:
+        out["seconds_total"] = sum(r["seconds"] for r in rows)
+    return out
+
+
+def run_baseline(common: list[str], recipe: str, folds) -> dict[str, dict]:
+    """The functionals baseline on the folds the recipe's data settings give."""
+    import torch
+    from sklearn.metrics import f1_score
+
+    from lightning_ser.baseline import Functionals, fit_predict, unweighted_recall
+    from lightning_ser.cli import run_lightning
+    from lightning_ser.splits import make_splits
+
+    dm = run_lightning(recipe_argv(recipe, common, [])[1:], run=False).datamodule
+    dm.prepare_data()
+    dm.setup("fit")
+    fx = Functionals(sample_rate=dm.sample_rate, n_mels=dm.pipeline.logmel.n_mels)
+    x = np.stack([fx(torch.from_numpy(dm.store.read(int(r)).astype(np.float32) / 32768.0)) for r in dm._rows])
+    y = dm._labels.emotion
+    speakers = np.array([u.speaker for u in dm.split_utterances])
+    splits = make_splits(dm.split_utterances, dm.hparams.protocol, seed=dm.hparams.seed,
+                         **(dm.hparams.protocol_options or {}))
+    out = {}
+    for mode in ("global", "speaker"):
+        rows = []
+        for k in folds:
+            sp = splits[k]
+            train, test = np.array(sp.train + sp.val), np.array(sp.test)
+            pred = fit_predict(x, y, speakers, train, test, mode)
+            rows.append({"fold": sp.name, "ua": unweighted_recall(y[test], pred),
+                         "wa": float((pred == y[test]).mean()),
+                         "f1": float(f1_score(y[test], pred, average="macro"))})
+        out[mode] = {"normalisation": mode, "folds": rows, **summary(rows)}
+    return out
+
+
+def hardware() -> dict:
+    import torch
+
+    cpu = platform.processor()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    return {"cpu": cpu, "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+            "load_avg_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+            "torch": torch.__version__, "python": platform.python_version(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def markdown(report: dict) -> str:
+    recipes, base = report["recipes"], report["baseline"]
+    head = ["fold"] + [f"recipe {i + 1} UA / WA / F1" for i in range(len(recipes))] + \
+           ["functionals + LR, global", "functionals + LR, per speaker"]
+    lines = [f"# Accuracy on {report['corpus']} ({report['protocol']})", "", f"`{report['command']}`", ""]
+    for i, r in enumerate(recipes):
+        lines.append(f"- recipe {i + 1}: `{r['recipe']}` ({r['seconds_total'] / 60:.1f} min of training for "
+                     f"{len(r['folds'])} folds)")
+    lines += [f"- hardware: {report['hardware']['gpu'] or report['hardware']['cpu']}, "
+              f"{report['hardware']['usable_cores']} cores, load average at start "
+              f"{', '.join(f'{x:.1f}' for x in report['hardware']['load_avg_at_start'] or [])}", "",
+              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for k, fold in enumerate(base["global"]["folds"]):
+        cells = [fold["fold"]]
+        cells += [" / ".join(f"{r['folds'][k][m]:.3f}" for m in METRICS) for r in recipes]
+        cells += [f"{base[m]['folds'][k]['ua']:.3f}" for m in ("global", "speaker")]
+        lines.append("| " + " | ".join(cells) + " |")
+    cells = ["mean ± std"] + [" / ".join(f"{r[m + '_mean']:.3f} ± {r[m + '_std']:.3f}" for m in METRICS) for r in recipes]
+    cells += [f"{base[m]['ua_mean']:.3f} ± {base[m]['ua_std']:.3f}" for m in ("global", "speaker")]
+    lines.append("| " + " | ".join(cells) + " |")
+    cells = ["lowest fold UA"] + [f"{r['min_ua']:.3f}" for r in recipes] + [f"{base[m]['min_ua']:.3f}" for m in ("global", "speaker")]
+    lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    own = argv[: argv.index("--")] if "--" in argv else argv
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--corpus", required=True)
+    ap.add_argument("--root", required=True)
+    ap.add_argument("--recipe", action="append", required=True,
+                    help="config files (space-separated) of one recipe; repeat for several")
+    ap.add_argument("--folds", default=None, help="comma-separated fold indices (default: all)")
+    ap.add_argument("--cache-dir", default=None)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(own)
+    os.environ.setdefault("WANDB_MODE", "offline")
+    logs = Path(tempfile.mkdtemp(prefix="bench_accuracy_"))  # per-fold logs and checkpoints, not kept
+    common = data_args(args.corpus, args.root, args.cache_dir) + [
+        "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(logs),
+        "--trainer.enable_progress_bar", "false"]
+    from lightning_ser.cli import run_lightning
+
+    probe = run_lightning(recipe_argv(args.recipe[0], common, extra)[1:], run=False).datamodule
+    probe.setup("fit")
+    folds = [int(f) for f in args.folds.split(",")] if args.folds else list(range(probe.num_folds))
+    baseline = run_baseline(common, args.recipe[0], folds)
+    recipes = [run_recipe(r, common, extra, folds) for r in args.recipe]
+    report = {"benchmark": "bench_accuracy", "corpus": args.corpus, "protocol": probe.split.name.split("-")[0],
+              "command": "python benchmarks/bench_accuracy.py " + shlex.join(argv),
+              "hardware": hardware(), "recipes": recipes, "baseline": baseline}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"accuracy_{args.corpus}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / f"accuracy_{args.corpus}.md").write_text(markdown(report))
+    print(markdown(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()
