@@ -87,7 +87,8 @@ def test_checkpoint_carries_what_inference_needs(trained):
 
 
 def test_older_checkpoints_are_read_from_lightnings_entries(trained, tmp_path):
-    """A checkpoint saved before the inference entry existed predicts the same."""
+    """A checkpoint saved before the inference entry existed predicts the same, also when its run
+    left ``features.normalize`` at the datamodule's default (``global`` now, ``utterance`` before)."""
     dm, _, ckpt = trained
     checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
     del checkpoint[CHECKPOINT_KEY]
@@ -96,6 +97,13 @@ def test_older_checkpoints_are_read_from_lightnings_entries(trained, tmp_path):
     new = EmotionRecognizer.from_checkpoint(ckpt, device="cpu").predict(files)
     old = EmotionRecognizer.from_checkpoint(tmp_path / "old.ckpt", device="cpu").predict(files)
     assert old == new
+    if dm.pipeline.logmel.normalize_mode in ("global", "utterance"):
+        features = checkpoint["datamodule_hyper_parameters"]["features"]
+        assert features.pop("normalize") == dm.pipeline.logmel.normalize_mode
+        torch.save(checkpoint, tmp_path / "default.ckpt")
+        recognizer = EmotionRecognizer.from_checkpoint(tmp_path / "default.ckpt", device="cpu")
+        assert recognizer.spec.normalize == dm.pipeline.logmel.normalize_mode
+        assert recognizer.predict(files) == new
 
 
 def test_speaker_statistics_follow_the_grouping(trained):
@@ -113,6 +121,12 @@ def test_speaker_statistics_follow_the_grouping(trained):
     wave = load_audio(files[0], 16000)
     assert recognizer.predict(wave, speaker="training")[0]["emotion"] == \
         recognizer.predict(files[0], speaker="training")[0]["emotion"]
+    # a waveform has no folder: by default it is its own speaker; labels pool waveforms
+    torch.testing.assert_close(probabilities(recognizer.predict(wave)[0]), probabilities(alone[0]), atol=1e-6, rtol=0)
+    waves = [load_audio(f, 16000) for f in files]
+    pooled = recognizer.predict(waves, speaker=["s"] * 4)
+    for a, b in zip(pooled, by_folder):
+        torch.testing.assert_close(probabilities(a), probabilities(b), atol=1e-6, rtol=0)
 
 
 def test_waveforms_score_like_the_files_they_came_from(trained, tmp_path):

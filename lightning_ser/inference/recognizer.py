@@ -166,8 +166,8 @@ class EmotionRecognizer:
     # ------------------------------------------------------------------ speaker statistics
     def _speaker_stats(self, items: list[_Input], speaker) -> list[tuple[Tensor, Tensor] | None]:
         """Per input, its speaker's ``(mean (F,), std (F,))`` for ``normalize: speaker``: from all
-        the inputs of its group (``folder``: a folder's files; ``file``: itself; a list: one label
-        per input), or the training speakers' pooled statistics (``training``)."""
+        the inputs of its group (``folder``: a folder's files, a waveform alone; ``file``: itself;
+        a list: one label per input), or the training speakers' pooled statistics (``training``)."""
         how = self.spec.predict_speaker if speaker is None else speaker
         if isinstance(how, str):
             if how not in SPEAKER_GROUPINGS:
@@ -268,9 +268,15 @@ class EmotionRecognizer:
             inputs: file paths (any format soundfile or PyAV decodes), folders (their media files,
                 recursively) and waveforms (``(T,)`` or ``(channels, T)``, float in [-1, 1] or int16).
             sample_rate: the waveforms' rate (default: the model's, :attr:`sample_rate`).
-            speaker: with ``features.normalize: speaker``, whose statistics normalise an input:
-                ``"folder"``, ``"file"``, ``"training"`` or one label per input (default: the
-                checkpoint's ``predict_speaker``).
+            speaker: with ``features.normalize: speaker``, whose statistics normalise an input
+                (default: the checkpoint's ``predict_speaker``, ``"folder"`` unless set):
+                ``"folder"``: the files of one folder are one speaker, normalised with the
+                statistics of all of them; ``"file"``: every input is its own speaker;
+                ``"training"``: the training speakers' pooled statistics (saved in the
+                checkpoint); or one label per input (inputs with equal labels are one speaker).
+                A waveform has no folder: under ``"folder"`` and ``"file"`` it is normalised with
+                its own statistics; give labels to pool several waveforms of one speaker, or
+                ``"training"`` for a clip too short to describe its speaker.
 
         Returns records ``{"path" (or "input": position), "emotion": {"label", "probabilities"},
         "gender": {"label", "p_male"}, "vad": {"valence", "arousal", "dominance"} (1–5),

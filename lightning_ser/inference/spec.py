@@ -182,6 +182,13 @@ def _label_space(dm_hp: dict[str, Any]) -> dict[str, Any]:
     return {k: dm_hp.get(k) for k in ("classes", "merge", "grouping")}
 
 
+def _default_normalize(state: dict[str, Any]) -> str:
+    """``features.normalize`` of a run that left it at the datamodule's default: ``global`` (the
+    default since global statistics are saved with the datamodule's state), else ``utterance``
+    (the default before)."""
+    return "global" if "global_mean" in state else "utterance"
+
+
 def spec_from_checkpoint(checkpoint: dict[str, Any], source: str = "the checkpoint") -> InferenceSpec:
     """The spec written at training time, or one read from Lightning's entries of an older checkpoint."""
     if CHECKPOINT_KEY in checkpoint:
@@ -193,7 +200,7 @@ def spec_from_checkpoint(checkpoint: dict[str, Any], source: str = "the checkpoi
     if not dm_hp:
         raise ValueError(f"{source}: trained without SERDataModule, so its feature settings are unknown")
     state = checkpoint.get("SERDataModule") or {}
-    lm = LogMel(**(dm_hp.get("features") or {}))
+    lm = LogMel(**{"normalize": _default_normalize(state), **(dm_hp.get("features") or {})})
     pair = lambda a, b: (state[a], state[b]) if a in state else None  # noqa: E731
     return InferenceSpec(
         class_names=list(hp["class_names"]), features=logmel_settings(lm), network=network_entry(hp),
