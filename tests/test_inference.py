@@ -148,6 +148,32 @@ def test_waveforms_score_like_the_files_they_came_from(trained, tmp_path):
     torch.testing.assert_close(probabilities(a), probabilities(b), atol=1e-6, rtol=0)
 
 
+def test_export_bakes_in_the_normalisation(trained, tmp_path, capsys):
+    """Under ``speaker`` the exported program normalises with the training speakers' pooled
+    statistics, and ``export`` says so: it equals ``predict(..., speaker="training")``, not a
+    file's own statistics."""
+    from lightning_ser.cli import main
+    from lightning_ser.inference.export import TOLERANCE
+
+    dm, _, ckpt = trained
+    mode = dm.pipeline.logmel.normalize_mode
+    if mode != "speaker":
+        pytest.skip("global: test_predict_export.py; utterance needs nothing from training")
+    main(["export", "--ckpt_path", str(ckpt), "--out", str(tmp_path / "model.pt2")])
+    printed = capsys.readouterr().out
+    assert f"normalisation: {mode}" in printed
+    program = torch.export.load(str(tmp_path / "model.pt2")).module()
+    recognizer = EmotionRecognizer.from_checkpoint(ckpt, device="cpu")
+    wave = load_audio(dm.split_utterances[dm.split.test[0]].path, 16000)
+    with torch.no_grad():
+        got = program(torch.from_numpy(wave))["emotion"]
+    assert "training speakers' pooled statistics" in printed
+    torch.testing.assert_close(got, probabilities(recognizer.predict(wave, speaker="training")[0]),
+                               atol=TOLERANCE, rtol=0)
+    own = probabilities(recognizer.predict(wave, speaker="file")[0])
+    assert (got - own).abs().max() > 100 * TOLERANCE  # the file's own statistics give other probabilities
+
+
 def test_vad_stays_on_its_scale(trained):
     """Regression outputs beyond 1–5 (arousal 5.42 was seen) are reported at the scale's ends."""
     dm, model, _ = trained

@@ -149,7 +149,9 @@ def test_export_runs_with_torch_alone(checkpoint, tmp_path, capsys):
     program; its probabilities, VAD and timeline equal EmotionRecognizer's on the same audio."""
     ckpt, wave = checkpoint
     main(["export", "--ckpt_path", str(ckpt), "--out", str(tmp_path / "model.pt2")])
-    assert "max |difference|" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "max |difference|" in printed
+    assert "normalisation: global, the training speakers' statistics baked in" in printed  # fit's default
     waves = {"short.npy": wave[:16000], "long.npy": np.concatenate([wave] * 4)}
     for name, w in waves.items():
         np.save(tmp_path / name, w)

@@ -9,7 +9,8 @@ from typing import Sequence
 
 NOTES = ("Load it with torch alone: meta = {'lightning_ser.json': ''}; "
          "program = torch.export.load('model.pt2', extra_files=meta).module(); out = program(wave) "
-         "with wave (T,) float32 mono at the model's sample rate (in the metadata).")
+         "with wave (T,) float32 mono at the model's sample rate (in the metadata). With "
+         "features.normalize: speaker the program normalises with the training speakers' pooled statistics.")
 
 
 def _options(parser) -> None:
@@ -35,5 +36,18 @@ def main(argv: Sequence[str]) -> None:
     meta = export_recognizer(recognizer, cfg.out)
     print(f"wrote {cfg.out}: input {meta['input']}; outputs {', '.join(meta['outputs'])}; "
           f"classes {', '.join(meta['class_names'])}")
+    print(normalisation_note(meta["normalize"]))
     print(f"checked against EmotionRecognizer: max |difference| {meta['max_difference']:.1e} "
           f"(tolerance {meta['tolerance']:.0e})")
+
+
+def normalisation_note(normalize: str) -> str:
+    """What the program normalises with, in one line."""
+    notes = {
+        "speaker": "speaker, baked in with the training speakers' pooled statistics (a deployment scores one "
+                   "recording at a time): the program equals predict --data.predict_speaker training, not the "
+                   "per-folder statistics predict uses by default",
+        "global": "global, the training speakers' statistics baked in",
+        "utterance": "utterance, each recording's own log-mel statistics",
+    }
+    return f"normalisation: {notes.get(normalize, normalize)}"
