@@ -49,6 +49,12 @@ class WaveformRecognizer(nn.Module):
         super().__init__()
         self.logmel = spec.make_logmel()
         self.net = net.eval()
+        # torch.export.save warns for every tensor that does not own its whole storage: the Hann
+        # window (a view into a longer one) and channels-last convolution weights
+        self.logmel.window = self.logmel.window.clone()
+        with torch.no_grad():
+            for p in self.net.parameters():
+                p.data = p.data.contiguous()
         self.window, self.hop = int(spec.eval_window_frames), int(spec.eval_hop_frames)
         self.speaker = spec.normalize == "speaker"
         if self.speaker:
