@@ -66,6 +66,9 @@ def test_recognizer_scores_files_as_evaluation_scores_them(trained):
 def test_checkpoint_carries_what_inference_needs(trained):
     dm, model, ckpt = trained
     entry = torch.load(ckpt, map_location="cpu", weights_only=True)[CHECKPOINT_KEY]
+    rng = torch.get_rng_state()
+    assert spec_from_training(model, dm).to_checkpoint().keys() == entry.keys()
+    assert torch.equal(torch.get_rng_state(), rng)  # writing the entry draws no random numbers
     lm = dm.pipeline.logmel
     assert entry["class_names"] == dm.class_names == model.class_names
     assert entry["features"] == logmel_settings(lm) and entry["features"]["normalize"] == lm.normalize_mode

@@ -152,7 +152,10 @@ def network_entry(hparams: dict[str, Any], net: nn.Module | None = None) -> dict
     if net is None:
         return entry
     try:
-        rebuilt = build_network(entry)
+        # on the meta device, with the RNG state restored: saving a checkpoint must not draw from
+        # the training's random stream (a resumed run would diverge from an uninterrupted one)
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            rebuilt = build_network(entry)
     except (ValueError, TypeError):
         rebuilt = None
     if rebuilt is not None and type(rebuilt) is type(net) and _same_parameters(rebuilt, net):
