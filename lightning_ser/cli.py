@@ -1,8 +1,10 @@
 """``lightning-ser <command>`` (the same as ``python -m lightning_ser <command>``).
 
-Lightning commands (``fit``, ``validate``, ``test``, ``predict``) go through
-:class:`SERLightningCLI`; ``prepare``, ``cv`` and ``augment-grid`` are ours and take the same
-``--data.*`` options and ``-c config.yaml`` files. A user error prints one message and exits 1
+Lightning commands (``fit``, ``validate``, ``test``) go through :class:`SERLightningCLI`;
+``prepare``, ``cv`` and ``augment-grid`` are ours and take the same ``--data.*`` options and
+``-c config.yaml`` files (a file, or a shipped preset by name: :mod:`lightning_ser.config_files`).
+``predict`` and ``export`` need only a checkpoint (:mod:`lightning_ser.commands.predict`,
+:mod:`lightning_ser.commands.export`). A user error prints one message and exits 1
 (:mod:`lightning_ser.errors`; ``--debug`` shows the traceback).
 """
 from __future__ import annotations
@@ -18,7 +20,8 @@ COMMANDS = {
     "fit": "train, then test on the held-out speakers",
     "validate": "evaluate a checkpoint on the validation speakers",
     "test": "evaluate a checkpoint on the test speakers",
-    "predict": "emotion, gender and VAD of audio files, as JSON",
+    "predict": "emotion, gender and VAD of audio files, as JSON (needs only the checkpoint)",
+    "export": "a checkpoint as one torch.export program that runs with torch alone",
     "prepare": "build manifest, split and audio store (+ codec variants); print a summary",
     "cv": "every fold of the protocol, one run each; mean ± std over folds",
     "augment-grid": "PNG: the original log-mel beside each augmentation applied alone",
@@ -197,6 +200,18 @@ def run_lightning(args: Sequence[str], *, run: bool = True):
                      parser_kwargs={"default_env": False, "prog": PROG, "formatter_class": FullHelpFormatter})
 
 
+def _resolve_configs(argv: list[str]) -> list[str]:
+    """``-c NAME``: a file, else a shipped preset of that name; a YAML path that is neither is an error."""
+    from lightning_ser.config_files import missing_configs, preset_names, resolve_config_args
+    from lightning_ser.errors import UserError
+
+    missing = [m for m in missing_configs(argv) if m.endswith((".yaml", ".yml"))]
+    if missing:
+        raise UserError(f"-c {missing[0]}: no such file, and no shipped preset of that name (presets: "
+                        f"{', '.join(preset_names())})")
+    return resolve_config_args(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     from lightning_ser.errors import DEBUG_FLAG, debug_requested, user_errors
     from lightning_ser.malloc import tune_malloc
@@ -210,7 +225,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     argv = [a for a in argv if a != DEBUG_FLAG]
     command = argv[0] if argv else "--help"
     with user_errors(debug):
-        if command in LIGHTNING_COMMANDS:
+        argv = _resolve_configs(argv)
+        if command == "predict":
+            from lightning_ser.commands.predict import main as predict
+
+            predict(argv[1:])
+        elif command == "export":
+            from lightning_ser.commands.export import main as export
+
+            export(argv[1:])
+        elif command in LIGHTNING_COMMANDS:
             run_lightning(argv)
         elif command == "prepare":
             from lightning_ser.commands.prepare import main as prepare

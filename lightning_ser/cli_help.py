@@ -76,18 +76,21 @@ def _line(action: argparse.Action, defaults, width: int) -> str:
     return f"{head:<36}  {text}".rstrip()
 
 
-def short_help(parser, description: str, notes: str = "") -> str:
-    """One line per option of ``parser``, grouped by the option's first key; see module doc."""
+def short_help(parser, description: str, notes: str = "", titles: dict[str, str] | None = None,
+               group_configs: bool = True) -> str:
+    """One line per option of ``parser``, grouped by the option's first key; see module doc.
+    ``titles`` overrides group titles; ``group_configs``: the parser reads a YAML per group."""
     width = max(80, min(120, shutil.get_terminal_size((100, 24)).columns))
     defaults = {k: v for k, v in parser.get_defaults().items()}
     groups: dict[str, list[argparse.Action]] = {}
     for action in _option_actions(parser):
         key = action.dest.split(".", 1)[0] if "." in action.dest else ""
         groups.setdefault(key, []).append(action)
-    order = [k for k in TITLES if k in groups] + [k for k in groups if k not in TITLES]
+    titles = {**TITLES, **(titles or {})}
+    order = [k for k in titles if k in groups] + [k for k in groups if k not in titles]
     lines = [f"usage: {parser.prog} [options]", "", description, ""]
     for key in order:
-        lines.append(TITLES.get(key, f"{key} (--{key}.*)") + ":")
+        lines.append(titles.get(key, f"{key} (--{key}.*)") + ":")
         if key in COMPACT:
             names = " ".join(a.option_strings[0].removeprefix(f"--{key}.") for a in groups[key])
             lines += textwrap.wrap(names, width - 2, initial_indent="  ", subsequent_indent="  ")
@@ -95,7 +98,8 @@ def short_help(parser, description: str, notes: str = "") -> str:
             continue
         lines += [_line(action, defaults, width) for action in groups[key]]
         lines.append("")
-    footer = [*notes.splitlines(), "Each group also reads a YAML file of its own (e.g. --data data.yaml).",
+    footer = [*notes.splitlines(),
+              *(["Each group also reads a YAML file of its own (e.g. --data data.yaml)."] if group_configs else []),
               f"Every option with its full description and type: {parser.prog} {HELP_ALL}"]
     for line in footer:  # indented lines are kept as they are
         lines += [line] if line.startswith("  ") else textwrap.wrap(line, width)

@@ -99,18 +99,25 @@ class LogMel(nn.Module):
         self.has_global_stats = True
 
     # ------------------------------------------------------------------ stages
-    def power_spectrogram(self, wave: Tensor) -> Tensor:
-        """``(B, T)`` waveform → ``(B, n_fft//2+1, T//hop+1)`` power spectrogram (float32)."""
+    def power_spectrogram(self, wave: Tensor, center: bool = True) -> Tensor:
+        """``(B, T)`` waveform → ``(B, n_fft//2+1, T//hop+1)`` power spectrogram (float32).
+
+        ``center=False``: no padding, frame ``n`` starts at sample ``n·hop``, so
+        ``(T − n_fft) // hop + 1`` frames (the streaming front end pads itself)."""
         if wave.dim() != 2:
             raise ValueError(f"LogMel: expected a (B, T) waveform, got shape {tuple(wave.shape)}")
         spec = torch.stft(wave.float(), self.n_fft, self.hop_length, self.win_length, self.window,
-                          center=True, pad_mode="constant", return_complex=True)
+                          center=center, pad_mode="constant", return_complex=True)
         ri = torch.view_as_real(spec)
         return torch.addcmul(ri[..., 0].square(), ri[..., 1], ri[..., 1])  # re² + im², fast on CPU
 
+    def power_to_db(self, power: Tensor) -> Tensor:
+        """``(..., n_freq, N)`` power → ``(..., F, N)`` mel power in dB (no ``top_db``)."""
+        return torch.matmul(self.fbanks.T, power).clamp_min_(self.amin).log10_().mul_(10.0)
+
     def mel_db(self, power: Tensor, frame_lengths: Tensor) -> Tensor:
         """``(B, n_freq, N)`` power → ``(B, F, N)`` dB with per-example ``top_db``; padding 0."""
-        db = torch.matmul(self.fbanks.T, power).clamp_min_(self.amin).log10_().mul_(10.0)
+        db = self.power_to_db(power)
         valid = valid_frames(frame_lengths, db.shape[-1])[:, None, :]
         if self.top_db is not None:
             peak = torch.where(valid, db, float("-inf")).amax(dim=(1, 2), keepdim=True)

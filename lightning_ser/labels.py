@@ -53,6 +53,8 @@ GROUPINGS: dict[str, dict[str, str]] = {
                  "angry": "angry"},
 }
 
+VAD_SCALE: tuple[float, float] = (1.0, 5.0)  # valence, arousal and dominance live on 1–5
+
 # Emotion → (valence, arousal, dominance) on a 1–5 scale. Used by the synthetic corpus, and for
 # real corpora only when the user opts in (``vad_from_emotion: true``): a documented prototype,
 # never an invented measurement.

@@ -311,6 +311,17 @@ class SERModule(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._finish_eval("test")
 
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Make the checkpoint self-contained for inference: classes, features, normalisation
+        statistics, windows, network arguments, version (:mod:`lightning_ser.inference.spec`)."""
+        from lightning_ser.inference.spec import CHECKPOINT_KEY, spec_from_training
+
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        spec = spec_from_training(self, datamodule)
+        if spec is not None:
+            checkpoint[CHECKPOINT_KEY] = spec.to_checkpoint()
+
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> Any:
         hp = self.hparams

@@ -41,7 +41,8 @@ def test_fit_help_fits_two_screens_without_the_module_list(capsys):
     ("augment-grid", ("--out augment_grid.png", "--n 4", "--epoch 0", "--data.augment ser")),
     ("cv", ("--folds", "--cv_name", "--cv_out", "lightning-ser fit --help")),
     ("test", ("--ckpt_path", "--data.codec_eval", "logs into no new run")),
-    ("predict", ("--ckpt_path", "--data.predict_files")),
+    ("predict", ("--ckpt_path", "--data.predict_files", "--out predictions.json", "--device auto", "reads no corpus")),
+    ("export", ("--ckpt_path", "--out model.pt2", "torch.export.load")),
     ("validate", ("--ckpt_path",)),
 ])
 def test_every_command_help_shows_its_own_options(capsys, command, options):

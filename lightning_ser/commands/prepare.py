@@ -29,16 +29,24 @@ def expand_short_options(argv: Sequence[str]) -> list[str]:
     return out
 
 
-def data_parser(command: str, add_options: Callable | None = None):
-    """A ``lightning-ser <command>`` parser: ``-c CONFIG``, the command's own options and ``--data.*``."""
-    from jsonargparse import ActionConfigFile, ArgumentParser
+def command_parser(command: str):
+    """An empty ``lightning-ser <command>`` parser (its name, description and help format)."""
+    from jsonargparse import ArgumentParser
 
     from lightning_ser.cli import COMMANDS, PROG
     from lightning_ser.cli_help import FullHelpFormatter
+
+    return ArgumentParser(prog=f"{PROG} {command}", description=COMMANDS[command], default_env=False,
+                          formatter_class=FullHelpFormatter)
+
+
+def data_parser(command: str, add_options: Callable | None = None):
+    """A ``lightning-ser <command>`` parser: ``-c CONFIG``, the command's own options and ``--data.*``."""
+    from jsonargparse import ActionConfigFile
+
     from lightning_ser.data.datamodule import SERDataModule
 
-    parser = ArgumentParser(prog=f"{PROG} {command}", description=COMMANDS[command], default_env=False,
-                            formatter_class=FullHelpFormatter)
+    parser = command_parser(command)
     parser.add_argument("-c", "--config", action=ActionConfigFile, help="a YAML config file (as for fit)")
     if add_options is not None:
         add_options(parser)

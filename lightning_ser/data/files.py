@@ -10,15 +10,19 @@ from torch.utils.data import Dataset
 
 from lightning_ser.corpora.base import stable_key
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".opus", ".mp3"}
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".opus", ".mp3"}  # what soundfile reads (banks)
 
 
 def expand_audio_paths(paths: Sequence[str]) -> list[Path]:
-    """Files as given, folders expanded (recursively) to their audio files, sorted."""
+    """Files as given, folders expanded (recursively) to their media files (any suffix of
+    :data:`~lightning_ser.audio.stream.MEDIA_SUFFIXES`; folders named like one are not files),
+    sorted."""
+    from lightning_ser.audio.stream import MEDIA_SUFFIXES
+
     out: list[Path] = []
     for p in map(lambda x: Path(x).expanduser(), paths):
         if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES))
+            out.extend(sorted(f for f in p.rglob("*") if f.suffix.lower() in MEDIA_SUFFIXES and f.is_file()))
         else:
             out.append(p)  # a missing file is reported per item, not here
     return out
@@ -39,11 +43,12 @@ class FileDataset(Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int):
-        from lightning_ser.audio.io import load_audio, to_int16
+        from lightning_ser.audio.io import to_int16
+        from lightning_ser.audio.stream import read_audio
 
         path = self.files[i]
         try:
-            wave = to_int16(load_audio(path, self.sample_rate))
+            wave = to_int16(read_audio(path, self.sample_rate))
             return wave, str(path), None, i, self.groups[i]
         except Exception as exc:  # any decode failure is reported for this file only
             return np.zeros(0, dtype=np.int16), str(path), f"{type(exc).__name__}: {exc}", i, self.groups[i]

@@ -1,0 +1,66 @@
+"""The shipped config presets, and ``-c NAME`` resolved against them.
+
+The presets live in the repository's ``configs/`` folder; the wheel installs the same files as
+``lightning_ser/configs/`` (``pyproject.toml`` maps the package ``lightning_ser.configs`` onto
+that folder). ``-c data/emodb.yaml`` (or ``-c data/emodb``, or ``-c configs/data/emodb.yaml``)
+reads the file of that path when it exists, else the preset of that name.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+CONFIG_FLAGS = ("-c", "--config")
+
+
+def presets_root() -> Path | None:
+    """The presets: ``lightning_ser/configs`` in an installed wheel, ``configs/`` in a checkout."""
+    package = Path(__file__).resolve().parent
+    for root in (package / "configs", package.parent / "configs"):
+        if root.is_dir():
+            return root
+    return None
+
+
+def preset_names() -> list[str]:
+    root = presets_root()
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*.yaml")) if root else []
+
+
+def resolve_config(name: str) -> str:
+    """``name`` when it is a file, else the preset it names, else ``name`` (the parser reports it)."""
+    if Path(name).expanduser().is_file():
+        return name
+    root = presets_root()
+    if root is None:
+        return name
+    stem = name.removeprefix("configs/")
+    for candidate in (stem, f"{stem}.yaml"):
+        if (root / candidate).is_file():
+            return str(root / candidate)
+    return name
+
+
+def resolve_config_args(argv: Sequence[str]) -> list[str]:
+    """``argv`` with every ``-c X`` / ``--config X`` / ``--config=X`` resolved (:func:`resolve_config`)."""
+    out, take = [], False
+    for arg in argv:
+        if take:
+            out.append(resolve_config(arg))
+            take = False
+        elif arg in CONFIG_FLAGS:
+            out.append(arg)
+            take = True
+        elif arg.startswith("--config="):
+            out.append("--config=" + resolve_config(arg.split("=", 1)[1]))
+        else:
+            out.append(arg)
+    return out
+
+
+def missing_configs(argv: Sequence[str]) -> list[str]:
+    """The ``-c`` arguments that are neither a file nor a preset."""
+    resolved = resolve_config_args(argv)
+    names = [a for prev, a in zip(resolved, resolved[1:]) if prev in CONFIG_FLAGS]
+    names += [a.split("=", 1)[1] for a in resolved if a.startswith("--config=")]
+    return [n for n in names if not Path(n).expanduser().is_file()]
