@@ -234,7 +234,7 @@ def test_inspection_grid_shows_the_bank_ops(tmp_path, bank_options, monkeypatch)
 def test_pipeline_params_equal_each_ops_own_sampling():
     """The pipeline hashes all RNG streams in one pass; the result must equal each op sampling
     with a plain SampleRNG (and so the documented (seed, epoch, id, op) contract)."""
-    from lightning_ser.augment.rng import SampleRNG
+    from lightning_ser.rng import SampleRNG
 
     ids = torch.arange(30) * 3
     lengths = torch.randint(4000, 9000, (30,), generator=torch.Generator().manual_seed(0))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import TINY_SYNTHETIC
-from lightning_ser.augment.rng import SampleRNG
+from lightning_ser.rng import SampleRNG
 
 pytestmark = pytest.mark.gpu
 

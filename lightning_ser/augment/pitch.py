@@ -25,9 +25,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from lightning_ser.rng import Draws
+
 from . import functional as AF
 from .base import Augmentation, Params, keep
-from .rng import SampleRNG
 from .wave import RateAugmentation, RateParams, _check_range
 
 
@@ -54,7 +55,7 @@ class PitchShift(Augmentation):
         if not 0.0 < self.boundary < 1.0:
             raise ValueError(f"pitch: boundary={self.boundary} must be in (0, 1) (fraction of Nyquist)")
 
-    def sample_params(self, ids, lengths, rng: SampleRNG) -> PitchParams:
+    def sample_params(self, ids, lengths, rng: Draws) -> PitchParams:
         apply = self.draw_apply(ids, rng)
         semi = rng.range(ids, self.op("semitones"), self.min_semitones, self.max_semitones)
         alpha = AF.semitones_to_alpha(torch.where(apply, semi, torch.zeros_like(semi)))

@@ -11,9 +11,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from lightning_ser.rng import Draws
+from lightning_ser.sync import device_constant
+
 from . import functional as AF
 from .base import Augmentation, Params, keep
-from .rng import SampleRNG, device_constant
 
 NOISE_EXPONENTS = {"white": 0.0, "pink": 1.0, "brown": 2.0}  # power spectrum ∝ f^-exponent
 
@@ -43,7 +45,7 @@ class Gain(Augmentation):
         super().__post_init__()
         _check_range("gain", self.min_db, self.max_db, "min_db/max_db")
 
-    def sample_params(self, ids, lengths, rng: SampleRNG) -> GainParams:
+    def sample_params(self, ids, lengths, rng: Draws) -> GainParams:
         apply = self.draw_apply(ids, rng)
         db = rng.range(ids, self.op("db"), self.min_db, self.max_db)
         return GainParams(apply=apply, db=torch.where(apply, db, torch.zeros_like(db)))
@@ -92,7 +94,7 @@ class Noise(Augmentation):
         if self.taps < 16:
             raise ValueError(f"noise: taps={self.taps} too short for a noise-shaping FIR (>= 16)")
 
-    def sample_params(self, ids, lengths, rng: SampleRNG) -> NoiseParams:
+    def sample_params(self, ids, lengths, rng: Draws) -> NoiseParams:
         apply = self.draw_apply(ids, rng)
         snr = rng.range(ids, self.op("snr"), self.min_snr_db, self.max_snr_db)
         weights = self.weights if self.weights is not None else [1.0] * len(self.colors)
@@ -135,7 +137,7 @@ class Shift(Augmentation):
         if not 0.0 <= self.max_fraction <= 1.0:
             raise ValueError(f"shift: max_fraction={self.max_fraction} not in [0, 1]")
 
-    def sample_params(self, ids, lengths, rng: SampleRNG) -> ShiftParams:
+    def sample_params(self, ids, lengths, rng: Draws) -> ShiftParams:
         apply = self.draw_apply(ids, rng)
         frac = rng.range(ids, self.op("shift"), -self.max_fraction, self.max_fraction).double()
         shift = torch.round(frac * lengths.double()).long()
@@ -167,7 +169,7 @@ class RateAugmentation(Augmentation):
         super().__post_init__()
         _check_range(self.name, self.min_rate, self.max_rate, "min_rate/max_rate", positive=True)
 
-    def sample_params(self, ids, lengths, rng: SampleRNG) -> RateParams:
+    def sample_params(self, ids, lengths, rng: Draws) -> RateParams:
         apply = self.draw_apply(ids, rng)
         rate = rng.range(ids, self.op("rate"), self.min_rate, self.max_rate)
         return RateParams(apply=apply, rate=torch.where(apply, rate, torch.ones_like(rate)))

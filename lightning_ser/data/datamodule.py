@@ -25,6 +25,7 @@ from lightning_ser.data.dataset import IGNORE, LabelTable, StoreDataset, collate
 from lightning_ser.data.files import FileDataset, collate_files, expand_audio_paths, speaker_groups
 from lightning_ser.data.sampler import EpochShardSampler
 from lightning_ser.labels import VAD_PROTOTYPES, LabelSpace
+from lightning_ser.keys import CONDITION_EPOCH, copy_keys, tta_epoch, window_keys
 from lightning_ser.splits import Split, make_splits, segment_rows
 
 GENDER_INDEX = {"female": 0, "male": 1}
@@ -550,7 +551,7 @@ class SERDataModule(L.LightningDataModule):
             pos = np.array([s.row for s in segs], dtype=np.int64)
             rows, labels = rows[pos], labels.subset(pos)
             # a distinct sample key per window keeps their augmentations independent
-            labels.keys = (labels.keys * 31 + np.array([s.start for s in segs])) & 0x7FFFFFFF
+            labels.keys = window_keys(labels.keys, np.array([s.start for s in segs]))
             segments = np.array([(s.start, s.length) for s in segs], dtype=np.int64)
         crop = int(self.hparams.crop_seconds * self.sample_rate) if self.hparams.crop_seconds else None
         copies = self._condition_copies()
@@ -559,7 +560,7 @@ class SERDataModule(L.LightningDataModule):
                                 variant_weights=self._variant_weights(), seed=self.hparams.seed)
         n = len(rows)
         rep = lambda a: np.concatenate([a] * len(copies))  # noqa: E731
-        keys = np.concatenate([(labels.keys + c * 0x3C6EF372) & 0x7FFFFFFF for c in range(len(copies))])
+        keys = np.concatenate([copy_keys(labels.keys, c) for c in range(len(copies))])
         labels = labels.tile(len(copies), keys)
         item_variant = np.repeat([self.variant_names.index(v) for v, _ in copies], n)
         item_augment = np.repeat([a for _, a in copies], n)
@@ -659,8 +660,6 @@ class SERDataModule(L.LightningDataModule):
         pipe = self._condition(dataloader_idx, train) or (self.pipeline if train else None)
         if pipe is None or not pipe.has_host_banks:
             return batch
-        from lightning_ser.data.robustness import CONDITION_EPOCH
-
         width = batch["audio"].shape[-1]
         if train and self.hparams.compile:
             width = max(width, int(self.hparams.crop_seconds * self.sample_rate) if self.hparams.crop_seconds else 0)
@@ -677,8 +676,6 @@ class SERDataModule(L.LightningDataModule):
         epoch = trainer.current_epoch if trainer is not None else 0
         condition = self._condition(dataloader_idx, train)
         if condition is not None:
-            from lightning_ser.data.robustness import CONDITION_EPOCH
-
             self._place_pipeline(batch["audio"].device)
             wave, _ = condition.augment_wave(batch["audio"].float() / 32768.0, batch["lengths"], batch["ids"],
                                              CONDITION_EPOCH, fetched=batch.get("bank_audio"))
@@ -773,7 +770,7 @@ class SERDataModule(L.LightningDataModule):
         """``k`` views of an eval batch: the plain one and ``k-1`` augmented ones."""
         views = [batch]
         for v in range(1, k):
-            views.append(self.featurize(batch, train=True, epoch=1_000_000 + v))
+            views.append(self.featurize(batch, train=True, epoch=tta_epoch(v)))
         return views
 
     # ------------------------------------------------------------------ reporting
