@@ -18,12 +18,9 @@ import torch
 from torch import Tensor, nn
 from torchaudio.functional import melscale_fbanks
 
+from lightning_ser.masks import valid_mask as valid_frames  # (B, n) bool, True on frames < frame_lengths
+
 NORMALIZE_MODES = ("utterance", "global", "speaker", "none")
-
-
-def valid_frames(frame_lengths: Tensor, n: int) -> Tensor:
-    """``(B, n)`` bool: True where frame index < frame_lengths."""
-    return torch.arange(n, device=frame_lengths.device)[None, :] < frame_lengths[:, None]
 
 
 class LogMel(nn.Module):

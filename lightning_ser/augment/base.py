@@ -52,6 +52,13 @@ class Params:
         return dataclasses.replace(self, apply=self.apply & enabled)
 
 
+def check_range(op: str, lo: float, hi: float, what: str, positive: bool = False) -> None:
+    """Raise ``ValueError`` unless ``lo <= hi`` (and ``0 < lo`` when ``positive``): an op's
+    ``min_*``/``max_*`` config pair named ``what``."""
+    if not lo <= hi or (positive and lo <= 0):
+        raise ValueError(f"{op}: need {'0 < ' if positive else ''}min <= max for {what}, got [{lo}, {hi}]")
+
+
 def keep(params: Params, new: Tensor, old: Tensor) -> Tensor:
     """``new`` where the row is applied, ``old`` elsewhere (``apply`` broadcast over trailing dims)."""
     a = params.apply.reshape(-1, *([1] * (new.dim() - 1)))

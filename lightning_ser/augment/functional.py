@@ -9,16 +9,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from lightning_ser.masks import valid_mask
 from lightning_ser.rng import counter_normal
 from lightning_ser.sync import host_reads_are_free
 
 
 # ----------------------------------------------------------------------------- lengths, masks
-def valid_mask(lengths: Tensor, n: int) -> Tensor:
-    """``(B, n)`` bool: True at positions < ``lengths`` (samples or frames)."""
-    return torch.arange(n, device=lengths.device)[None, :] < lengths[:, None]
-
-
 def stretched_length(lengths: Tensor, rate: Tensor) -> Tensor:
     """Length after reading every ``rate``-th position: ``floor((L - 1) / rate) + 1``, ``(B,)`` int64.
 

@@ -28,8 +28,8 @@ from torch import Tensor
 from lightning_ser.rng import Draws
 
 from . import functional as AF
-from .base import Augmentation, Params, keep
-from .wave import RateAugmentation, RateParams, _check_range
+from .base import Augmentation, Params, check_range, keep
+from .rate import RateAugmentation, RateParams
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class PitchShift(Augmentation):
 
     def __post_init__(self):
         super().__post_init__()
-        _check_range("pitch", self.min_semitones, self.max_semitones, "min_semitones/max_semitones")
+        check_range("pitch", self.min_semitones, self.max_semitones, "min_semitones/max_semitones")
         if not 0.0 < self.boundary < 1.0:
             raise ValueError(f"pitch: boundary={self.boundary} must be in (0, 1) (fraction of Nyquist)")
 
@@ -80,9 +80,6 @@ class Tempo(RateAugmentation):
 
     name = "tempo"
     stage = "linear"
-
-    def output_lengths(self, params: RateParams, lengths):
-        return torch.where(params.apply, AF.kept_length(lengths, params.rate), lengths)
 
     def apply(self, x: Tensor, params: RateParams, lengths: Tensor):
         mag, new = AF.resample_time(x.clamp_min(0).sqrt(), params.rate, lengths)

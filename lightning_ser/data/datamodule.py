@@ -21,10 +21,11 @@ from torch.utils.data import DataLoader
 from lightning_ser.corpora.base import (
     CorpusError, CorpusProblems, CorpusScan, Utterance, drop_duplicate_takes, get_reader,
 )
-from lightning_ser.data.dataset import IGNORE, LabelTable, StoreDataset, collate_batch
+from lightning_ser.data.dataset import LabelTable, StoreDataset, collate_batch
 from lightning_ser.data.files import FileDataset, collate_files, expand_audio_paths, speaker_groups
 from lightning_ser.data.sampler import EpochShardSampler
 from lightning_ser.labels import VAD_PROTOTYPES, LabelSpace
+from lightning_ser.masks import IGNORE
 from lightning_ser.keys import CONDITION_EPOCH, copy_keys, tta_epoch, window_keys
 from lightning_ser.splits import Split, make_splits, segment_rows
 

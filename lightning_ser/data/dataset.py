@@ -16,8 +16,6 @@ from torch.utils.data import Dataset
 
 from lightning_ser.rng import categorical_cdf, categorical_np, uniform_np
 
-IGNORE = -100
-
 
 @dataclass
 class LabelTable:
