@@ -242,8 +242,8 @@ def reader_names() -> list[str]:
 
 
 def get_reader(name: str) -> Reader:
-    from lightning_ser import corpora  # noqa: F401  (imports every reader module)
-
+    """The reader registered as ``name`` (every reader module is imported with this package:
+    importing ``lightning_ser.corpora.base`` runs ``lightning_ser/corpora/__init__.py`` first)."""
     try:
         return _READERS[name.lower()]
     except KeyError:
