@@ -120,7 +120,7 @@ def main(argv=None) -> None:
     wave, lengths = synthetic_signals(seconds=args.seconds)
     banks = {}
     if args.noise or args.rir:
-        from ..data.datamodule import default_cache_dir
+        from lightning_ser.paths import default_cache_dir
         from .bank import load_bank
 
         for kind, sources in (("noise", args.noise), ("rir", args.rir)):

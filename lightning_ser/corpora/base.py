@@ -17,6 +17,7 @@ from typing import Callable, Iterable
 
 import soundfile as sf
 
+from lightning_ser.atomic import write_atomic
 from lightning_ser.keys import text_key
 from lightning_ser.labels import UnknownLabelError
 
@@ -252,12 +253,7 @@ def get_reader(name: str) -> Reader:
 
 def save_manifest(utts: Iterable[Utterance], path: str | Path) -> None:
     """Write utterances as JSON lines (atomically)."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as f:
-        for u in utts:
-            f.write(json.dumps(u.to_dict()) + "\n")
-    tmp.replace(path)
+    write_atomic(path, "".join(json.dumps(u.to_dict()) + "\n" for u in utts).encode())
 
 
 def load_manifest_jsonl(path: str | Path) -> list[Utterance]:
