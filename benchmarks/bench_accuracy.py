@@ -104,8 +104,8 @@ def run_baseline(common: list[str], recipe: str, folds) -> dict[str, dict]:
     dm.prepare_data()
     dm.setup("fit")
     fx = Functionals(sample_rate=dm.sample_rate, n_mels=dm.pipeline.logmel.n_mels)
-    x = np.stack([fx(torch.from_numpy(dm.store.read(int(r)).astype(np.float32) / 32768.0)) for r in dm._rows])
-    y = dm._labels.emotion
+    x = np.stack([fx(torch.from_numpy(dm.store.read(int(r)).astype(np.float32) / 32768.0)) for r in dm.catalogue.rows])
+    y = dm.catalogue.labels.emotion
     speakers = np.array([u.speaker for u in dm.split_utterances])
     splits = make_splits(dm.split_utterances, dm.hparams.protocol, seed=dm.hparams.seed,
                          **(dm.hparams.protocol_options or {}))

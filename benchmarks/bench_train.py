@@ -149,7 +149,7 @@ def per_item_datamodule(base, crop_seconds: float, seed: int):
 
     pos = np.asarray(base.split.train, dtype=np.int64)
     paths = [base.split_utterances[i].path for i in pos]
-    _, labels = base._part(base.split.train)
+    _, labels = base.catalogue.part(base.split.train)
 
     class PerItemDataset(Dataset):
         """Decode → crop → gain/noise → log-mel → SpecAugment masks, one item at a time (CPU)."""
@@ -339,7 +339,7 @@ def hardware(device: str, threads: int) -> dict:
 def _our_workers(cfg: dict) -> str:
     if cfg.get("our_workers") is not None:
         return str(cfg["our_workers"])
-    from lightning_ser.data.datamodule import default_num_workers
+    from lightning_ser.data.loaders import default_num_workers
 
     return f"{default_num_workers(cfg['device'])} (the default)"
 

@@ -74,6 +74,18 @@ def _asks_for_logger(args: Sequence[str]) -> bool:
     return any(a.startswith("--trainer.logger") for a in args)
 
 
+COMMAND_MODULES = {"prepare": "lightning_ser.commands.prepare", "cv": "lightning_ser.commands.cv",
+                   "augment-grid": "lightning_ser.commands.augment_grid"}
+
+
+def _command(name: str):
+    """The ``main`` of our own command ``name``, found by module name: the commands import this
+    module (``PROG``, ``COMMANDS``, ``run_lightning``), so it never imports them (no cycle)."""
+    import importlib
+
+    return importlib.import_module(COMMAND_MODULES[name]).main
+
+
 def _make_cli_class():
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.cli import LightningCLI
@@ -127,7 +139,7 @@ def _make_cli_class():
                 return
             results = self.trainer.test(self.model, datamodule=self.datamodule,
                                         ckpt_path=tested_checkpoint(self.trainer, self.config[self.subcommand].test_ckpt))
-            from lightning_ser.commands.cv import report_fold
+            from lightning_ser.fold_report import report_fold
 
             report_fold(self.trainer, results)
 
@@ -237,17 +249,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         elif command in LIGHTNING_COMMANDS:
             run_lightning(argv)
         elif command == "prepare":
-            from lightning_ser.commands.prepare import main as prepare
-
-            prepare(argv[1:])
+            _command("prepare")(argv[1:])
         elif command == "cv":
-            from lightning_ser.commands.cv import main as cv
-
-            cv(argv[1:])
+            _command("cv")(argv[1:])
         elif command == "augment-grid":
-            from lightning_ser.commands.augment_grid import main as grid
-
-            grid(argv[1:])
+            _command("augment-grid")(argv[1:])
         elif command in ("--version", "-V", "version"):
             from lightning_ser import __version__
 

@@ -14,16 +14,15 @@ Devices: CPU and CUDA (anything ``torch.stft`` supports). Shapes: waveform ``(B,
 """
 from __future__ import annotations
 
+from typing import Iterable
+
 import torch
 from torch import Tensor, nn
 from torchaudio.functional import melscale_fbanks
 
+from lightning_ser.masks import valid_mask as valid_frames  # (B, n) bool, True on frames < frame_lengths
+
 NORMALIZE_MODES = ("utterance", "global", "speaker", "none")
-
-
-def valid_frames(frame_lengths: Tensor, n: int) -> Tensor:
-    """``(B, n)`` bool: True where frame index < frame_lengths."""
-    return torch.arange(n, device=frame_lengths.device)[None, :] < frame_lengths[:, None]
 
 
 class LogMel(nn.Module):
@@ -139,6 +138,19 @@ class LogMel(nn.Module):
         mean = total / n
         std = (squares / n - mean.square()).clamp_min(1e-8).sqrt()
         return mean.float(), std.float()
+
+    def group_statistics(self, batches: Iterable[tuple[Tensor, Tensor, Tensor]], n_groups: int) -> tuple[Tensor, Tensor]:
+        """Mean and std ``(G, F)`` of the dB log-mel over valid frames, pooled per group, from
+        ``batches`` of ``(wave (B, T) float, lengths (B,) samples, group (B,) int64 in [0, G))``:
+        the statistics every normalisation mode uses (whole utterances, no augmentation)."""
+        total = torch.zeros(n_groups, self.n_mels, dtype=torch.float64)
+        squares, frames = torch.zeros_like(total), torch.zeros(n_groups, dtype=torch.float64)
+        for wave, lengths, group in batches:
+            s1, s2, n = self.moments(wave, lengths)
+            total.index_add_(0, group, s1)
+            squares.index_add_(0, group, s2)
+            frames.index_add_(0, group, n)
+        return self.mean_std(total, squares, frames)
 
     def normalize(self, x: Tensor, frame_lengths: Tensor, stats: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """Normalise ``(B, F, N)`` ignoring padded frames; padded frames are 0 on return.

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-IGNORE = -100
+from lightning_ser.masks import IGNORE
+
 TASKS = ("emotion", "gender", "vad")
 DEFAULT_WEIGHTS = {"emotion": 1.0, "gender": 0.3, "vad": 0.3}
 

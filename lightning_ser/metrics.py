@@ -30,7 +30,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-IGNORE = -100
+from lightning_ser.masks import IGNORE
 
 
 class CovarianceCCC(ConcordanceCorrCoef):
@@ -46,6 +46,8 @@ class CovarianceCCC(ConcordanceCorrCoef):
                 vars_x=vx, vars_y=vy, corrs_xy=cxy, nbs=n)
         dof = (n - 1).clamp_min(1)
         return 2 * (cxy / dof) / (vx / dof + vy / dof + (mx - my) ** 2)
+
+
 VAD_NAMES = ("valence", "arousal", "dominance")
 
 

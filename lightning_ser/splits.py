@@ -17,7 +17,7 @@ import numpy as np
 
 from lightning_ser.corpora.base import Utterance
 
-# corpus → (protocol, kwargs): DESIGN.md section 4.
+# corpus → (protocol, kwargs): docs/design.md section 8.
 DEFAULT_PROTOCOLS: dict[str, tuple[str, dict]] = {
     "ravdess": ("kfold", {"k": 6}),
     "iemocap": ("loso_session", {}),
@@ -181,7 +181,7 @@ def random_split(utts: Sequence[Utterance], *, test_fraction: float = 0.2, val_f
 
 
 def make_splits(utts: Sequence[Utterance], protocol: str = "default", **kwargs) -> list[Split]:
-    """All folds of a protocol. ``default`` picks the corpus's protocol (DESIGN.md section 4)."""
+    """All folds of a protocol. ``default`` picks the corpus's protocol (docs/design.md section 8)."""
     if protocol == "default":
         corpora = sorted({u.corpus for u in utts})
         if len(corpora) == 1 and corpora[0] in DEFAULT_PROTOCOLS:

@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     ap.add_argument("--out", default="runs/ablation")
     args = ap.parse_args(argv)
 
-    from lightning_ser.data.datamodule import default_cache_dir
+    from lightning_ser.paths import default_cache_dir
 
     out = Path(args.out)
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()

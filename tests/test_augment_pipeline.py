@@ -200,7 +200,7 @@ def test_global_normalisation_through_the_pipeline():
 
 
 def test_inspection_grid_renders_a_png(tmp_path):
-    from lightning_ser.augment.inspect import main, render_augmentation_grid
+    from lightning_ser.augment.grid import main, render_augmentation_grid
 
     ids = torch.arange(2)
     wave, lengths = _clips(ids)
@@ -213,7 +213,7 @@ def test_inspection_grid_renders_a_png(tmp_path):
 def test_inspection_grid_shows_the_bank_ops(tmp_path, bank_options, monkeypatch):
     """``--policy robust`` with banks: one column per op, reverb and noise_file among them, each
     changing the features and labelled with its drawn parameters."""
-    from lightning_ser.augment.inspect import _describe, grid_columns, main
+    from lightning_ser.augment.grid import describe_params, grid_columns, main
 
     ids = torch.arange(3)
     wave, lengths = _clips(ids)
@@ -223,8 +223,8 @@ def test_inspection_grid_shows_the_bank_ops(tmp_path, bank_options, monkeypatch)
     base = columns[0][1]
     for title, feats, _, params in columns[2:4]:
         assert params.apply.all() and not torch.allclose(feats, base), title
-    assert _describe(columns[3][3], 0).startswith("snr_db=") and "offset=" in _describe(columns[3][3], 0)
-    assert _describe(columns[2][3], 0).startswith("rir=")
+    assert describe_params(columns[3][3], 0).startswith("snr_db=") and "offset=" in describe_params(columns[3][3], 0)
+    assert describe_params(columns[2][3], 0).startswith("rir=")
     monkeypatch.setenv("LIGHTNING_SER_CACHE", bank_options["cache_dir"])
     main(["--out", str(tmp_path / "robust.png"), "--policy", "robust", "--seconds", "0.5",
           "--noise", *bank_options["noise"], "--rir", *bank_options["rir"]])
@@ -234,7 +234,7 @@ def test_inspection_grid_shows_the_bank_ops(tmp_path, bank_options, monkeypatch)
 def test_pipeline_params_equal_each_ops_own_sampling():
     """The pipeline hashes all RNG streams in one pass; the result must equal each op sampling
     with a plain SampleRNG (and so the documented (seed, epoch, id, op) contract)."""
-    from lightning_ser.augment.rng import SampleRNG
+    from lightning_ser.rng import SampleRNG
 
     ids = torch.arange(30) * 3
     lengths = torch.randint(4000, 9000, (30,), generator=torch.Generator().manual_seed(0))

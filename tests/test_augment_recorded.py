@@ -15,7 +15,7 @@ from bank_builders import SR, noise_bank, rir_bank
 from lightning_ser.augment import functional as AF
 from lightning_ser.augment.pipeline import FeaturePipeline
 from lightning_ser.augment.recorded import NoiseFile, Reverb
-from lightning_ser.augment.rng import SampleRNG
+from lightning_ser.rng import SampleRNG
 from lightning_ser.features import LogMel
 
 SENTINEL = 7.0

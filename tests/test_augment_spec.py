@@ -6,7 +6,7 @@ import torch
 
 from lightning_ser.augment import functional as AF
 from lightning_ser.augment.pitch import PitchShift, Tempo
-from lightning_ser.augment.rng import SampleRNG
+from lightning_ser.rng import SampleRNG
 from lightning_ser.augment.spec import FreqMask, TimeMask, TimeWarp
 from lightning_ser.features import LogMel
 

@@ -173,7 +173,7 @@ def test_rir_spectra_are_computed_once_per_fft_size_and_bounded(monkeypatch):
 
     from lightning_ser.augment import bank as bank_module
     from lightning_ser.augment.recorded import Reverb
-    from lightning_ser.augment.rng import SampleRNG
+    from lightning_ser.rng import SampleRNG
 
     bank = rir_bank()
     files = torch.tensor([1, 0, 1])

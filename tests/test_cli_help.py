@@ -87,8 +87,9 @@ def test_version_and_one_usage_for_both_entry_points(capsys):
     assert as_module.returncode == as_script.returncode == 0
     assert as_module.stdout == as_script.stdout and as_module.stdout.startswith("usage: lightning-ser")
     # the commands' parsers name the program themselves, whatever sys.argv[0] is (here: pytest's)
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exc:
         main(["fit", "--data.fold", "x"])
+    assert exc.value.code == 2  # the parser rejected the value
     assert capsys.readouterr().err.startswith("usage: lightning-ser fit")
 
 

@@ -2,6 +2,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lightning_ser.cli import run_lightning
 
@@ -16,12 +17,18 @@ def test_config_parses(config, capsys):
     assert "data:" in capsys.readouterr().out
 
 
-def test_configs_compose():
+def test_configs_compose(capsys):
+    """Repeated ``-c`` compose: each file's values are in the resolved config, and it parses."""
     root = Path(__file__).parent.parent / "configs"
     args = ["fit", "-c", str(root / "data/iemocap.yaml"), "-c", str(root / "augment/specaugment_lb.yaml"),
             "-c", str(root / "logger/csv.yaml"), "--print_config"]
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exc:
         run_lightning(args)
+    assert exc.value.code in (0, None)
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["data"]["corpus"] == "iemocap" and config["data"]["protocol"] == "loso_session"
+    assert config["data"]["augment"] == "specaugment_lb"  # the second file did not replace the first
+    assert config["trainer"]["logger"]["class_path"] == "lightning.pytorch.loggers.CSVLogger"
 
 
 def test_bad_option_is_rejected(capsys):

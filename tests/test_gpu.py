@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import TINY_SYNTHETIC
-from lightning_ser.augment.rng import SampleRNG
+from lightning_ser.rng import SampleRNG
 
 pytestmark = pytest.mark.gpu
 
@@ -63,7 +63,7 @@ def test_training_step_never_waits_for_the_gpu(monkeypatch, bank_options, placem
     dm = make_datamodule(bank_placement=placement, **bank_options)
     net, loss_fn = MultitaskAttentionCNN(n_mels=64, num_classes=4).cuda(), MultitaskLoss(4).cuda()
     host = _batch()
-    dm._place_pipeline(torch.device("cuda"))
+    dm.features().place(torch.device("cuda"))
     assert dm.pipeline.has_host_banks == (placement == "host")
     if placement == "host":
         assert dm.banks()["noise"].samples.is_pinned()

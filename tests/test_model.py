@@ -4,8 +4,9 @@ import torch
 import torchaudio.functional as AF
 
 from lightning_ser.models import Conv1dMFCC, HandcraftedConv1d, MultitaskAttentionCNN
-from lightning_ser.models.attention_cnn import MaskedBatchNorm, banded_conv2d
+from lightning_ser.models.attention_cnn import banded_conv2d
 from lightning_ser.models.baselines import masked_deltas
+from lightning_ser.models.masked import MaskedBatchNorm
 
 N_MELS, C = 32, 5
 BUILDERS = {

@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from lightning_ser.augment.rng import SampleRNG, hash_reference, uniform_reference
+from lightning_ser.keys import hash_reference, uniform_reference
+from lightning_ser.rng import SampleRNG
 
 IDS = [0, 1, 2, 3, 17, 12345, 2**31 - 1, 2**32 - 1, 987654321]
 
@@ -81,16 +82,20 @@ def test_normal_moments_and_no_global_rng():
 
 
 def test_prefetched_rng_is_bit_identical_and_falls_back():
-    from lightning_ser.augment.base import PrefetchedRNG, RecordingRNG
+    from lightning_ser.rng import PrefetchedRNG, RecordingRNG, stream_keys
 
     ids = torch.tensor(IDS, dtype=torch.int64)
     streams = [("a:apply", 0), ("a:width", 0), ("a:width", 1), ("b:seed", 0)]
-    pre = PrefetchedRNG.prefetch(11, 4, ids, streams)
     plain = SampleRNG(11, 4)
+    pre = PrefetchedRNG.prefetch(ids, streams, stream_keys(11, 4, streams, ids.device), fallback=plain)
     for op, draw in streams + [("not:prefetched", 3)]:
         assert torch.equal(pre.bits(ids, op, draw), plain.bits(ids, op, draw))
         assert torch.equal(pre.uniform(ids, op, draw), plain.uniform(ids, op, draw))
     assert torch.equal(pre.bits(ids[:3], "a:apply"), plain.bits(ids[:3], "a:apply"))  # other ids tensor
+    alone = PrefetchedRNG.prefetch(ids, streams, stream_keys(11, 4, streams, ids.device))  # no fallback
+    assert torch.equal(alone.bits(ids, "a:width", 1), plain.bits(ids, "a:width", 1))
+    with pytest.raises(KeyError, match="not prefetched"):
+        alone.bits(ids, "not:prefetched", 3)
     rec = RecordingRNG(0, 0)
     rec.randint(ids, "x", 0, 5, draw=2)
     rec.normal(ids, "z", draw=1)

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from lightning_ser.augment.rng import SampleRNG, categorical_cdf, categorical_np, uniform_np
+from lightning_ser.rng import SampleRNG, categorical_cdf, categorical_np, uniform_np
 
 
 def test_numpy_draws_equal_the_torch_draws_bit_for_bit():

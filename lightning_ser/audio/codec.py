@@ -9,6 +9,9 @@ residual delay :func:`codec_delay` measured once per spec and process, and pads/
 ``length``.
 
 Everything here is CPU, numpy in / numpy out; waveforms are mono float32 ``(T,)`` in [-1, 1].
+
+Longer than 300 lines: codec specs, encoder, decoder and delay alignment are one round trip whose
+parts must agree sample for sample, so they are read together.
 """
 from __future__ import annotations
 

@@ -18,6 +18,10 @@ only through one ``os.rename`` of the complete ``.partial`` directory. A per-key
 :func:`~lightning_ser.buildlock.build_lock` makes concurrent callers (DDP ranks) wait for the first
 one (saying so) and then reuse its result; the lock dies with its process, and the decode workers
 (:func:`~lightning_ser.workers.build_pool`) die with theirs.
+
+Longer than 300 lines: the writer and the reader share one on-disk layout and its crash-safety
+rules (chunks under temporary names, one final rename, the key); they stay together so that the
+format is defined in one place.
 """
 from __future__ import annotations
 

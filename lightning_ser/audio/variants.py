@@ -14,6 +14,9 @@ others are kept. Builds run chunk by chunk over worker processes (spawn-safe top
 that die with the build, each chunk committed atomically, so a killed build resumes from its
 finished chunks; the next build removes the temporary files a killed one left. Encoding
 never runs in the training loop: readers only slice ``variants/<name>.int16``.
+
+Longer than 300 lines: like the store's, the variant layout, its resumable chunked build and its
+commit protocol are one format, kept in one place.
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ returns a frozen :class:`Params` of ``(B,)`` / ``(B, k)`` tensors including ``ap
 (True with the op's probability ``p``); rows with ``apply=False`` carry identity values (0 dB,
 rate 1, width 0, ...). ``apply(x, params, lengths) -> (x, lengths)`` is pure and batched, and is
 the identity on rows with ``apply=False`` whatever their other fields (so :meth:`Params.restrict`
-can switch rows off). The ``rng`` (a :class:`~.rng.SampleRNG` for one ``(seed, epoch)``) is the
+can switch rows off). The ``rng`` (a :class:`~lightning_ser.rng.Draws`: a ``SampleRNG`` for one ``(seed, epoch)``) is the
 only source of randomness, so a sample's augmentation depends on ``(seed, epoch, id, op key)``
 only, and can be replayed.
 
@@ -18,13 +18,13 @@ only, and can be replayed.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from .rng import MASK32, _ID_MULT, SampleRNG, _mul32, fmix32, stream_keys
+from lightning_ser.rng import Draws
 
 STAGES = ("wave", "linear", "logmel", "normalized")
 
@@ -50,6 +50,13 @@ class Params:
     def restrict(self, enabled: Tensor) -> "Params":
         """The same params with rows where ``enabled (B,) bool`` is False switched off."""
         return dataclasses.replace(self, apply=self.apply & enabled)
+
+
+def check_range(op: str, lo: float, hi: float, what: str, positive: bool = False) -> None:
+    """Raise ``ValueError`` unless ``lo <= hi`` (and ``0 < lo`` when ``positive``): an op's
+    ``min_*``/``max_*`` config pair named ``what``."""
+    if not lo <= hi or (positive and lo <= 0):
+        raise ValueError(f"{op}: need {'0 < ' if positive else ''}min <= max for {what}, got [{lo}, {hi}]")
 
 
 def keep(params: Params, new: Tensor, old: Tensor) -> Tensor:
@@ -88,10 +95,10 @@ class Augmentation:
         """RNG op name of one random quantity of this op, e.g. ``"gain:db"``."""
         return f"{self.key or self.name}:{what}"
 
-    def draw_apply(self, ids: Tensor, rng: SampleRNG) -> Tensor:
+    def draw_apply(self, ids: Tensor, rng: Draws) -> Tensor:
         return rng.bernoulli(ids, self.op("apply"), float(self.p))
 
-    def sample_params(self, ids: Tensor, lengths: Tensor, rng: SampleRNG) -> Params:
+    def sample_params(self, ids: Tensor, lengths: Tensor, rng: Draws) -> Params:
         """Params for ``ids (B,)`` with ``lengths (B,)`` in this op's stage unit, drawn from ``rng``."""
         raise NotImplementedError
 
@@ -101,52 +108,3 @@ class Augmentation:
     def output_lengths(self, params: Params, lengths: Tensor) -> Tensor:
         """Lengths after :meth:`apply` (same unit as the input); identity unless overridden."""
         return lengths
-
-
-# ----------------------------------------------------------------------------- batched draws
-@dataclass(frozen=True)
-class RecordingRNG(SampleRNG):
-    """A :class:`SampleRNG` that notes every ``(op, draw)`` stream it is asked for."""
-
-    streams: list = field(default_factory=list, compare=False)
-
-    def bits(self, ids: Tensor, op: str, draw: int = 0) -> Tensor:
-        self.streams.append((op, draw))
-        return super().bits(ids, op, draw)
-
-
-@dataclass(frozen=True)
-class PrefetchedRNG(SampleRNG):
-    """A :class:`SampleRNG` whose bits for known streams were hashed in one vectorised pass.
-
-    Bit-identical to ``SampleRNG.bits`` (same keys, same mixing), but all ``K`` streams of a batch
-    cost one ``(K, B)`` hash instead of ``K`` separate ones (about 25 kernels each on a GPU).
-    Streams not prefetched, or other ``ids`` tensors, fall back to ``SampleRNG.bits``.
-    """
-
-    ids: Tensor | None = field(default=None, compare=False)
-    cache: dict = field(default_factory=dict, compare=False)
-
-    @classmethod
-    def prefetch(cls, seed: int, epoch: int, ids: Tensor, streams, keys: Tensor | None = None) -> "PrefetchedRNG":
-        """Hash every stream of ``streams`` (``(op, draw)`` pairs, unique) for ``ids (B,)``.
-
-        ``keys``: their ``(K,)`` :func:`~.rng.stream_keys` on ``ids.device``, when the caller
-        keeps them (they change only with the epoch); made here otherwise."""
-        streams = list(streams)
-        if not streams:
-            return cls(seed, epoch, ids=ids)
-        if keys is None:
-            keys = stream_keys(seed, epoch, streams, ids.device)
-        keys = keys[:, None]
-        h = (_mul32(ids.long() & MASK32, _ID_MULT)[None, :] + keys) & MASK32
-        bits = fmix32(fmix32(h) ^ keys)
-        return cls(seed, epoch, ids=ids, cache={s: bits[i] for i, s in enumerate(streams)})
-
-    def bits(self, ids: Tensor, op: str, draw: int = 0) -> Tensor:
-        row = self.cache.get((op, draw)) if ids is self.ids else None
-        if row is not None:
-            return row
-        if self.epoch is None:  # made from keys alone: nothing to hash a new stream with
-            raise KeyError(f"PrefetchedRNG: stream {(op, draw)} was not prefetched for these ids")
-        return super().bits(ids, op, draw)

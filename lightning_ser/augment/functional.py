@@ -1,4 +1,4 @@
-"""Pure batched maths behind the augmentation ops (no randomness, no module state).
+"""Pure batched maths behind the augmentation ops (no randomness drawn here, no module state).
 
 Every function takes per-example parameters as ``(B,)`` / ``(B, m)`` tensors and works on the
 whole batch at once; positions are clamped to each example's valid range so nothing is read from
@@ -6,22 +6,15 @@ or written into padding. Devices: CPU and CUDA.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
-from ..sync import host_reads_are_free
-
-_GOLDEN = 0x5BD1E995  # odd constant (< 2**31) that spreads consecutive counters
+from lightning_ser.masks import valid_mask
+from lightning_ser.rng import counter_normal
+from lightning_ser.sync import host_reads_are_free
 
 
 # ----------------------------------------------------------------------------- lengths, masks
-def valid_mask(lengths: Tensor, n: int) -> Tensor:
-    """``(B, n)`` bool: True at positions < ``lengths`` (samples or frames)."""
-    return torch.arange(n, device=lengths.device)[None, :] < lengths[:, None]
-
-
 def stretched_length(lengths: Tensor, rate: Tensor) -> Tensor:
     """Length after reading every ``rate``-th position: ``floor((L - 1) / rate) + 1``, ``(B,)`` int64.
 
@@ -121,38 +114,6 @@ def shift_source(n: int, shift: Tensor, lengths: Tensor, circular: bool) -> tupl
     return src.clamp(0, max(n - 1, 0)), ok
 
 
-_M31 = (1 << 31) - 1
-_MIX = (0x45D9F3B, 0x2C1B3C6D)  # odd multipliers < 2**30: products of 31-bit words fit in int64
-
-
-def _mix31(h: Tensor) -> Tensor:
-    """A murmur-style finaliser on 31-bit words (bijective xorshift-multiply rounds).
-
-    Cheaper than :func:`rng.fmix32` (no 16-bit split multiply) because ``h < 2**31`` times a
-    constant ``< 2**30`` never leaves int64; used for the per-sample noise counters.
-    """
-    h = h ^ (h >> 16)
-    h = (h * _MIX[0]) & _M31
-    h = h ^ (h >> 15)
-    h = (h * _MIX[1]) & _M31
-    return h ^ (h >> 16)
-
-
-def counter_normal(seed: Tensor, n: int) -> Tensor:
-    """``(B, n)`` standard normals; element ``(b, t)`` depends only on ``(seed[b], t)``.
-
-    Counter-based: one 31-bit hash of ``(t // 2) * golden ^ seed`` per pair of samples gives two
-    15-bit uniforms, turned by Box–Muller into the pair's two normals (|z| <= 4.7). No global
-    RNG; the same on every device, batch size and padded width.
-    """
-    pairs = torch.arange((n + 1) // 2, device=seed.device, dtype=torch.int64)
-    h = _mix31(((pairs * _GOLDEN) & _M31)[None, :] ^ (seed.long() & _M31)[:, None])
-    radius = (h & 0x7FFF).to(torch.float32).add_(0.5).mul_(1.0 / 32768).log_().mul_(-2.0).sqrt_()
-    angle = (h >> 16).to(torch.float32).mul_(2 * math.pi / 32768)
-    z = torch.stack([radius * torch.cos(angle), radius * torch.sin(angle)], dim=-1)
-    return z.reshape(seed.shape[0], 2 * pairs.shape[0])[:, :n]
-
-
 def noise_kernels(exponent: Tensor, taps: int) -> Tensor:
     """FIR kernels ``(B, taps)`` with power spectrum ``∝ f^-exponent`` (0 white, 1 pink, 2 brown).
 
@@ -176,7 +137,8 @@ def fft_convolve_valid(x: Tensor, h: Tensor) -> Tensor:
 
 
 def colored_noise(seed: Tensor, exponent: Tensor, n: int, taps: int = 2048) -> Tensor:
-    """``(B, n)`` coloured Gaussian noise, sample ``t`` a function of ``(seed, exponent, t)`` only."""
+    """``(B, n)`` coloured Gaussian noise, sample ``t`` a function of ``(seed, exponent, t)`` only
+    (white noise from :func:`lightning_ser.rng.counter_normal`)."""
     if seed.numel() == 0:  # MKL rejects empty FFT batches
         return torch.zeros(0, n, device=seed.device)
     white = counter_normal(seed, n + taps - 1)

@@ -28,11 +28,12 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-from ..features import LogMel
-from .base import Augmentation, Params, PrefetchedRNG, RecordingRNG
-from .recorded import BANK_FLAGS, BankAugmentation
-from .rng import SampleRNG, stream_keys
+from lightning_ser.features import LogMel
+from lightning_ser.rng import PrefetchedRNG, RecordingRNG, SampleRNG, stream_keys
+
+from .base import Augmentation, Params
 from .presets import build_policy
+from .recorded import BANK_FLAGS, BankAugmentation
 
 
 class FeaturePipeline(nn.Module):
@@ -128,8 +129,8 @@ class FeaturePipeline(nn.Module):
         ``fetched``: :meth:`fetch_bank_audio`'s output, put in the bank ops' ``audio`` field."""
         ids = ids.to(lengths.device)
         keys = self.stream_keys(epoch, ids.device) if self._streams else None
-        return self._sample(ids, lengths, PrefetchedRNG.prefetch(self.seed, int(epoch), ids, self._streams, keys),
-                            enabled, fetched)
+        rng = PrefetchedRNG.prefetch(ids, self._streams, keys, fallback=SampleRNG(self.seed, int(epoch)))
+        return self._sample(ids, lengths, rng, enabled, fetched)
 
     def _sample(self, ids: Tensor, lengths: Tensor, rng: PrefetchedRNG, enabled: Tensor | None,
                 fetched: dict[str, Tensor] | None = None) -> dict[str, Params]:
@@ -204,7 +205,7 @@ class FeaturePipeline(nn.Module):
                     fetched: dict[str, Tensor] | None = None) -> tuple[Tensor, Tensor]:
         """Sampling + augmentation + features from the epoch's stream ``keys`` (what gets compiled:
         no Python value in it changes from step to step)."""
-        rng = PrefetchedRNG.prefetch(self.seed, None, ids, self._streams, keys)  # epoch is in the keys
+        rng = PrefetchedRNG.prefetch(ids, self._streams, keys)  # the epoch is in the keys
         return self.apply_params(wave, lengths, self._sample(ids, lengths, rng, enabled, fetched), stats)
 
     def compile(self, enabled: bool = True, **options) -> "FeaturePipeline":

@@ -25,10 +25,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from lightning_ser.rng import Draws
+
 from . import functional as AF
-from .base import Augmentation, Params, keep
-from .rng import SampleRNG
-from .wave import RateAugmentation, RateParams, _check_range
+from .base import Augmentation, Params, check_range, keep
+from .rate import RateAugmentation, RateParams
 
 
 @dataclass(frozen=True)
@@ -50,11 +51,11 @@ class PitchShift(Augmentation):
 
     def __post_init__(self):
         super().__post_init__()
-        _check_range("pitch", self.min_semitones, self.max_semitones, "min_semitones/max_semitones")
+        check_range("pitch", self.min_semitones, self.max_semitones, "min_semitones/max_semitones")
         if not 0.0 < self.boundary < 1.0:
             raise ValueError(f"pitch: boundary={self.boundary} must be in (0, 1) (fraction of Nyquist)")
 
-    def sample_params(self, ids, lengths, rng: SampleRNG) -> PitchParams:
+    def sample_params(self, ids, lengths, rng: Draws) -> PitchParams:
         apply = self.draw_apply(ids, rng)
         semi = rng.range(ids, self.op("semitones"), self.min_semitones, self.max_semitones)
         alpha = AF.semitones_to_alpha(torch.where(apply, semi, torch.zeros_like(semi)))
@@ -79,9 +80,6 @@ class Tempo(RateAugmentation):
 
     name = "tempo"
     stage = "linear"
-
-    def output_lengths(self, params: RateParams, lengths):
-        return torch.where(params.apply, AF.kept_length(lengths, params.rate), lengths)
 
     def apply(self, x: Tensor, params: RateParams, lengths: Tensor):
         mag, new = AF.resample_time(x.clamp_min(0).sqrt(), params.rate, lengths)

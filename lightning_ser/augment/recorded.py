@@ -24,10 +24,11 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from lightning_ser.rng import Draws
+
 from . import functional as AF
 from .bank import AudioBank
 from .base import Augmentation, Params
-from .rng import SampleRNG
 
 BANK_FLAGS = {"noise_bank": "--data.noise", "rir_bank": "--data.rir"}
 
@@ -91,7 +92,7 @@ class NoiseFile(BankAugmentation):
         if not self.min_snr_db <= self.max_snr_db:
             raise ValueError(f"noise_file: need min_snr_db <= max_snr_db, got [{self.min_snr_db}, {self.max_snr_db}]")
 
-    def sample_params(self, ids, lengths, rng: SampleRNG) -> NoiseFileParams:
+    def sample_params(self, ids, lengths, rng: Draws) -> NoiseFileParams:
         bank = self.bank
         apply = self.draw_apply(ids, rng)
         snr = rng.range(ids, self.op("snr"), self.min_snr_db, self.max_snr_db)
@@ -141,7 +142,7 @@ class Reverb(BankAugmentation):
     p: float = 0.3
     rir_bank: AudioBank | None = field(default=None, compare=False, repr=False)
 
-    def sample_params(self, ids, lengths, rng: SampleRNG) -> ReverbParams:
+    def sample_params(self, ids, lengths, rng: Draws) -> ReverbParams:
         bank = self.bank
         apply = self.draw_apply(ids, rng)
         rir = rng.randint(ids, self.op("rir"), 0, bank.n_files)

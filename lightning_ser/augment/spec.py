@@ -18,9 +18,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from lightning_ser.rng import Draws
+
 from . import functional as AF
 from .base import Augmentation, Params
-from .rng import SampleRNG
 
 MASK_VALUES = ("mean", "zero")
 
@@ -57,7 +58,7 @@ class TimeWarp(Augmentation):
         if self.window is not None and self.window <= self.max_shift:
             raise ValueError(f"time_warp: window={self.window} must exceed max_shift={self.max_shift}")
 
-    def sample_params(self, ids, lengths, rng: SampleRNG) -> TimeWarpParams:
+    def sample_params(self, ids, lengths, rng: Draws) -> TimeWarpParams:
         apply = self.draw_apply(ids, rng)
         last = (lengths.long() - 1).clamp_min(0)
         if self.window is None:
@@ -115,7 +116,7 @@ class _Mask(Augmentation):
         if self.value not in MASK_VALUES:
             raise ValueError(f"{self.name}: value={self.value!r} is not one of {MASK_VALUES}")
 
-    def _draw(self, ids, rng: SampleRNG, apply: Tensor, extent: Tensor, cap: Tensor) -> MaskParams:
+    def _draw(self, ids, rng: Draws, apply: Tensor, extent: Tensor, cap: Tensor) -> MaskParams:
         """``m`` masks with width in ``[0, cap]`` and start in ``[0, extent - width]``; (B,) bounds."""
         starts, widths = [], []
         for k in range(self.num_masks):
@@ -139,7 +140,7 @@ class FreqMask(_Mask):
     max_width: int = 8
     n_mels: int = 64
 
-    def sample_params(self, ids, lengths, rng: SampleRNG) -> MaskParams:
+    def sample_params(self, ids, lengths, rng: Draws) -> MaskParams:
         apply = self.draw_apply(ids, rng)
         extent = torch.full_like(lengths, self.n_mels)
         return self._draw(ids, rng, apply, extent, torch.full_like(lengths, min(self.max_width, self.n_mels)))
@@ -166,7 +167,7 @@ class TimeMask(_Mask):
         if not 0.0 <= self.max_fraction <= 1.0:
             raise ValueError(f"time_mask: max_fraction={self.max_fraction} not in [0, 1]")
 
-    def sample_params(self, ids, lengths, rng: SampleRNG) -> MaskParams:
+    def sample_params(self, ids, lengths, rng: Draws) -> MaskParams:
         apply = self.draw_apply(ids, rng)
         cap = torch.floor(self.max_fraction * lengths.double()).long().clamp(max=self.max_width)
         return self._draw(ids, rng, apply, lengths.long(), cap)

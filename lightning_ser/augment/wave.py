@@ -11,16 +11,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from lightning_ser.rng import Draws
+from lightning_ser.sync import device_constant
+
 from . import functional as AF
-from .base import Augmentation, Params, keep
-from .rng import SampleRNG, device_constant
+from .base import Augmentation, Params, check_range, keep
+from .rate import RateAugmentation, RateParams
 
 NOISE_EXPONENTS = {"white": 0.0, "pink": 1.0, "brown": 2.0}  # power spectrum ∝ f^-exponent
-
-
-def _check_range(op: str, lo: float, hi: float, what: str, positive: bool = False) -> None:
-    if not lo <= hi or (positive and lo <= 0):
-        raise ValueError(f"{op}: need {'0 < ' if positive else ''}min <= max for {what}, got [{lo}, {hi}]")
 
 
 # ----------------------------------------------------------------------------- gain
@@ -41,9 +39,9 @@ class Gain(Augmentation):
 
     def __post_init__(self):
         super().__post_init__()
-        _check_range("gain", self.min_db, self.max_db, "min_db/max_db")
+        check_range("gain", self.min_db, self.max_db, "min_db/max_db")
 
-    def sample_params(self, ids, lengths, rng: SampleRNG) -> GainParams:
+    def sample_params(self, ids, lengths, rng: Draws) -> GainParams:
         apply = self.draw_apply(ids, rng)
         db = rng.range(ids, self.op("db"), self.min_db, self.max_db)
         return GainParams(apply=apply, db=torch.where(apply, db, torch.zeros_like(db)))
@@ -82,7 +80,7 @@ class Noise(Augmentation):
 
     def __post_init__(self):
         super().__post_init__()
-        _check_range("noise", self.min_snr_db, self.max_snr_db, "min_snr_db/max_snr_db")
+        check_range("noise", self.min_snr_db, self.max_snr_db, "min_snr_db/max_snr_db")
         object.__setattr__(self, "colors", tuple(self.colors))
         bad = [c for c in self.colors if c not in NOISE_EXPONENTS]
         if not self.colors or bad:
@@ -92,7 +90,7 @@ class Noise(Augmentation):
         if self.taps < 16:
             raise ValueError(f"noise: taps={self.taps} too short for a noise-shaping FIR (>= 16)")
 
-    def sample_params(self, ids, lengths, rng: SampleRNG) -> NoiseParams:
+    def sample_params(self, ids, lengths, rng: Draws) -> NoiseParams:
         apply = self.draw_apply(ids, rng)
         snr = rng.range(ids, self.op("snr"), self.min_snr_db, self.max_snr_db)
         weights = self.weights if self.weights is not None else [1.0] * len(self.colors)
@@ -135,7 +133,7 @@ class Shift(Augmentation):
         if not 0.0 <= self.max_fraction <= 1.0:
             raise ValueError(f"shift: max_fraction={self.max_fraction} not in [0, 1]")
 
-    def sample_params(self, ids, lengths, rng: SampleRNG) -> ShiftParams:
+    def sample_params(self, ids, lengths, rng: Draws) -> ShiftParams:
         apply = self.draw_apply(ids, rng)
         frac = rng.range(ids, self.op("shift"), -self.max_fraction, self.max_fraction).double()
         shift = torch.round(frac * lengths.double()).long()
@@ -149,30 +147,6 @@ class Shift(Augmentation):
 
 
 # ----------------------------------------------------------------------------- speed
-@dataclass(frozen=True)
-class RateParams(Params):
-    rate: Tensor  # (B,) float; > 1 faster/shorter, 1 where not applied
-
-
-@dataclass(frozen=True, kw_only=True)
-class RateAugmentation(Augmentation):
-    """Base of ops driven by one per-example rate uniform in ``[min_rate, max_rate]`` (1 where not
-    applied): :class:`Speed` here, ``Tempo`` in :mod:`.pitch`. Each op's draws use its own name."""
-
-    p: float = 0.5
-    min_rate: float = 0.9
-    max_rate: float = 1.1
-
-    def __post_init__(self):
-        super().__post_init__()
-        _check_range(self.name, self.min_rate, self.max_rate, "min_rate/max_rate", positive=True)
-
-    def sample_params(self, ids, lengths, rng: SampleRNG) -> RateParams:
-        apply = self.draw_apply(ids, rng)
-        rate = rng.range(ids, self.op("rate"), self.min_rate, self.max_rate)
-        return RateParams(apply=apply, rate=torch.where(apply, rate, torch.ones_like(rate)))
-
-
 @dataclass(frozen=True, kw_only=True)
 class Speed(RateAugmentation):
     """Speed perturbation (tempo and pitch together) by resampling with linear interpolation.
@@ -186,9 +160,6 @@ class Speed(RateAugmentation):
 
     name = "speed"
     stage = "wave"
-
-    def output_lengths(self, params: RateParams, lengths):
-        return torch.where(params.apply, AF.kept_length(lengths, params.rate), lengths)
 
     def apply(self, x, params: RateParams, lengths):
         y, new = AF.resample_time(x, params.rate, lengths)

@@ -21,6 +21,15 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path: Path, dpi: int) -> Path:
+    """Write ``fig`` to ``path`` (its folder made), close it, return ``path``."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def confusion_png(matrix: np.ndarray, class_names: list[str], title: str, path: Path) -> Path:
     """Render a ``(C, C)`` confusion matrix (rows: true, columns: predicted) as a PNG."""
     plt = _plt()
@@ -35,11 +44,7 @@ def confusion_png(matrix: np.ndarray, class_names: list[str], title: str, path: 
         for j in range(c):
             ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7)
     ax.set_title(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, dpi=90)
 
 
 def spectrogram_png(features: torch.Tensor, frame_lengths: torch.Tensor, path: Path, title: str) -> Path:
@@ -52,11 +57,7 @@ def spectrogram_png(features: torch.Tensor, frame_lengths: torch.Tensor, path: P
         axes[i, 0].imshow(features[i, :, :n].float().cpu().numpy(), origin="lower", aspect="auto")
         axes[i, 0].set_axis_off()
     fig.suptitle(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, dpi=80)
 
 
 class EvalMediaLogger(L.Callback):

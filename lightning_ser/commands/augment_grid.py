@@ -12,7 +12,7 @@ def _options(parser) -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-    from lightning_ser.augment.inspect import render_augmentation_grid
+    from lightning_ser.augment.grid import render_augmentation_grid
     from lightning_ser.commands.prepare import build_datamodule
 
     dm, cfg = build_datamodule(argv, "augment-grid", _options)

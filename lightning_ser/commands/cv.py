@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Sequence
 
 from lightning_ser.errors import UserError
+from lightning_ser.fold_report import RESULT_ENV
 
 COLUMNS = ("emotion/ua", "emotion/wa", "emotion/f1", "emotion/top3", "gender/acc",
            "vad/ccc_valence", "vad/ccc_arousal", "vad/ccc_dominance")
-RESULT_ENV = "LIGHTNING_SER_CV_RESULT"  # where a fold's fit process writes its test metrics
 
 
 class FoldError(UserError):
@@ -47,24 +47,6 @@ def format_table(rows: list[dict], prefix: str = "test/") -> str:
     stats = [mean_std([r[prefix + c] for r in rows if prefix + c in r]) for c in cols]
     lines.append("| mean ± std | " + " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in stats) + " |")
     return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------- the fold's side
-def report_fold(trainer, results: list[dict]) -> None:
-    """In a fold's ``fit`` process (after its test): write the fold's test metrics, run folder and
-    W&B run for ``cv`` (only when ``cv`` started it, on global rank 0)."""
-    path = os.environ.get(RESULT_ENV)
-    if not path or not trainer.is_global_zero:
-        return
-    from lightning_ser.atomic import write_atomic
-    from lightning_ser.callbacks.run_files import run_dir
-    from lightning_ser.callbacks.wandb_run import wandb_logger
-
-    wb = wandb_logger(trainer)
-    report = {"fold": trainer.datamodule.split.name, "metrics": {k: float(v) for k, v in results[0].items()},
-              "run_dir": str(run_dir(trainer)),
-              "wandb": None if wb is None else {"project": wb.name, "save_dir": wb.save_dir, "id": wb.version}}
-    write_atomic(Path(path), json.dumps(report, indent=1).encode())
 
 
 # ----------------------------------------------------------------------------- cv's side

@@ -9,7 +9,6 @@ goes on, and :func:`finish` raises :class:`CorpusProblems` listing every one of 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import warnings
 from dataclasses import dataclass, field
@@ -18,6 +17,8 @@ from typing import Callable, Iterable
 
 import soundfile as sf
 
+from lightning_ser.atomic import write_atomic
+from lightning_ser.keys import text_key
 from lightning_ser.labels import UnknownLabelError
 
 GENDERS = ("female", "male")
@@ -81,7 +82,7 @@ class Utterance:
     @property
     def sample_key(self) -> int:
         """A stable 31-bit integer derived from ``utt_id``: the "sample id" of the RNG rule."""
-        return stable_key(self.utt_id)
+        return text_key(self.utt_id)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -92,9 +93,7 @@ class Utterance:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def stable_key(text: str) -> int:
-    """31-bit non-negative integer hash of ``text``, identical across processes and machines."""
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "little") & 0x7FFFFFFF
+stable_key = text_key  # 31-bit sample key of a string, identical across processes and machines
 
 
 @dataclass(frozen=True)
@@ -244,8 +243,8 @@ def reader_names() -> list[str]:
 
 
 def get_reader(name: str) -> Reader:
-    from lightning_ser import corpora  # noqa: F401  (imports every reader module)
-
+    """The reader registered as ``name`` (every reader module is imported with this package:
+    importing ``lightning_ser.corpora.base`` runs ``lightning_ser/corpora/__init__.py`` first)."""
     try:
         return _READERS[name.lower()]
     except KeyError:
@@ -254,12 +253,7 @@ def get_reader(name: str) -> Reader:
 
 def save_manifest(utts: Iterable[Utterance], path: str | Path) -> None:
     """Write utterances as JSON lines (atomically)."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as f:
-        for u in utts:
-            f.write(json.dumps(u.to_dict()) + "\n")
-    tmp.replace(path)
+    write_atomic(path, "".join(json.dumps(u.to_dict()) + "\n" for u in utts).encode())
 
 
 def load_manifest_jsonl(path: str | Path) -> list[Utterance]:

@@ -1,4 +1,4 @@
-"""A built-in, deterministic "acted emotion" corpus (DESIGN.md section 5).
+"""A built-in, deterministic "acted emotion" corpus (docs/design.md section 9).
 
 Speech is made by a source–filter model in additive form: a glottal source whose harmonics follow
 an F0 contour (with jitter and shimmer) is shaped by the formant envelope of a vowel sequence

@@ -2,7 +2,7 @@
 
 Both datasets implement ``__getitems__`` (called by the DataLoader with a whole batch of sampler
 items), so per-sample randomness (crop offsets, codec variant) is drawn for the batch at once with
-:class:`~lightning_ser.augment.rng.SampleRNG`, and the batch is collated straight into one
+:func:`lightning_ser.rng.uniform_np` / :func:`~lightning_ser.rng.categorical_np`, and the batch is collated straight into one
 preallocated ``(B, T)`` int16 array.
 """
 from __future__ import annotations
@@ -14,9 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from lightning_ser.augment.rng import categorical_cdf, categorical_np, uniform_np
-
-IGNORE = -100
+from lightning_ser.rng import categorical_cdf, categorical_np, uniform_np
 
 
 @dataclass

@@ -19,8 +19,7 @@ from __future__ import annotations
 from lightning_ser.augment.bank import AudioBank
 from lightning_ser.augment.base import Augmentation
 from lightning_ser.augment.recorded import NoiseFile, Reverb
-
-CONDITION_EPOCH = 0
+from lightning_ser.keys import CONDITION_EPOCH  # noqa: F401  (the conditions' draws; defined with the other keys)
 DEFAULT_SNRS_DB = (20.0, 10.0, 0.0)
 
 

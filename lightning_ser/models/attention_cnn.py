@@ -21,8 +21,8 @@ are ``(B, 1, 1, N)`` float multipliers built once per resolution, and skipped wh
 valid; the first block never builds a full-resolution map; everything after a convolution runs
 at the pooled resolution; no per-element random draws; see :class:`ConvBlock`.
 
-The helpers here (``frame_mask``, ``MaskedBatchNorm``, ``masked_softmax``, ``masked_mean_std``)
-are shared with :mod:`lightning_ser.models.baselines`.
+The padding-aware helpers (``MaskedBatchNorm``, ``masked_softmax``, ``masked_mean_std``) live in
+:mod:`lightning_ser.models.masked`, shared with :mod:`lightning_ser.models.baselines`.
 """
 from __future__ import annotations
 
@@ -32,87 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightning_ser.masks import valid_mask
+from lightning_ser.models.masked import MaskedBatchNorm, batch_norm, masked_mean_std, masked_softmax
 from lightning_ser.sync import host_reads_are_free
 
 HEADS = ("emotion", "gender", "vad")
 VAD_CENTRE = 3.0  # VAD targets live on 1–5; the head starts at the centre.
-
-
-def frame_mask(frame_lengths: Tensor, n: int) -> Tensor:
-    """``(B,)`` lengths → ``(B, n)`` bool mask, True on valid frames."""
-    return torch.arange(n, device=frame_lengths.device) < frame_lengths[:, None]
-
-
-def masked_softmax(scores: Tensor, mask: Tensor, dim: int = -1) -> Tensor:
-    """Softmax of ``scores`` over ``dim`` with exact zeros where ``mask`` is False.
-
-    ``mask`` broadcasts against ``scores``; every slice needs at least one True.
-    """
-    scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-    return torch.softmax(scores, dim=dim) * mask
-
-
-def masked_mean_std(x: Tensor, weights: Tensor, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
-    """Weighted mean and std over the last axis.
-
-    ``x: (B, D, N)``, ``weights: (B, 1 or D, N)`` non-negative, summing to 1 over valid frames and
-    exactly 0 on padded ones. Returns ``(B, D)`` each.
-    """
-    mean = (x * weights).sum(-1)
-    var = (x.square() * weights).sum(-1) - mean.square()
-    return mean, var.clamp_min(eps).sqrt()
-
-
-class MaskedBatchNorm(nn.BatchNorm1d):
-    """Batch norm whose training statistics use valid frames only.
-
-    ``forward(x, mask)``: ``x: (B, C, ...)`` with time last; ``mask`` is ``(B, N)`` bool, a float
-    0/1 mask broadcastable to ``x`` as ``(B, 1, ..., 1, N)``, or None. In eval mode (or with
-    ``mask=None``) it is a plain batch norm, so it is exact for padding invariance; in training,
-    padded frames neither shift the batch mean/variance nor the running statistics. Works for
-    1-D ``(B, C, N)`` and 2-D ``(B, C, F, N)`` maps (per-channel parameters either way). Padded
-    positions of the output are not zeroed: callers mask.
-
-    The masked statistics are one pass: per-channel sums of ``x·m`` and ``(x·m)²`` over valid
-    positions, then ``var = E[x²] − mean²`` in float32 (also under autocast), and the output is one
-    fused per-channel affine ``x·a + b``.
-    """
-
-    def _check_input_dim(self, x: Tensor) -> None:
-        if x.dim() < 2:
-            raise ValueError(f"MaskedBatchNorm: expected (B, C, ...) input, got shape {tuple(x.shape)}")
-
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:  # type: ignore[override]
-        if not self.training or mask is None or not self.track_running_stats:
-            return super().forward(x)  # F.batch_norm takes any (B, C, ...) shape
-        x32 = x.float()  # no copy for float32 input
-        if mask.dtype == torch.bool:
-            mask = mask.view(mask.shape[0], *([1] * (x.dim() - 2)), mask.shape[-1])
-        m = mask.to(x32.dtype)
-        reduce = [0, *range(2, x.dim())]
-        # Valid positions: valid frames × the broadcast (non-time) axes of x.
-        count = (m.sum() * (x[0, 0].numel() // m[0, 0].numel())).clamp_min(2.0)
-        xm = x32 * m
-        mean = xm.sum(reduce) / count
-        var = (xm.square().sum(reduce) / count - mean.square()).clamp_min(0.0)
-        with torch.no_grad():
-            self.num_batches_tracked.add_(1)
-            momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-            self.running_mean.lerp_(mean.to(self.running_mean.dtype), momentum)
-            self.running_var.lerp_((var * count / (count - 1)).to(self.running_var.dtype), momentum)
-        scale = torch.rsqrt(var + self.eps)
-        if self.affine:
-            scale = scale * self.weight
-        shift = -mean * scale
-        if self.affine:
-            shift = shift + self.bias
-        shape = [1, -1] + [1] * (x.dim() - 2)
-        return torch.addcmul(shift.view(shape), x32, scale.view(shape)).to(x.dtype)
-
-
-def _norm(bn: nn.Module, x: Tensor, mask: Tensor | None) -> Tensor:
-    # After SyncBatchNorm conversion the layer no longer takes a mask.
-    return bn(x, mask) if isinstance(bn, MaskedBatchNorm) else bn(x)
 
 
 def banded_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -204,7 +129,7 @@ class ConvBlock(nn.Module):
         else:
             # Floor pooling: pooled frames below length // 2 only see valid input frames.
             x = F.max_pool2d(self.conv(x), 2)
-        x = F.relu(_norm(self.bn, x, m), inplace=True)  # the norm's backward does not need its output
+        x = F.relu(batch_norm(self.bn, x, m), inplace=True)  # the norm's backward does not need its output
         if m is not None:
             m = m.to(x.dtype)
             x = x * m  # the frame just past an odd length mixed in padding: zero it
@@ -306,17 +231,17 @@ class MultitaskAttentionCNN(nn.Module):
         # All-valid batches skip every mask on the CPU (a cheap check there); on a GPU the check
         # would wait for the device, so the (equivalent) masked path always runs.
         full = host_reads_are_free(lengths) and bool((lengths >= n).all())
-        x = features if full else features * frame_mask(lengths, n)[:, None, :].to(features.dtype)
+        x = features if full else features * valid_mask(lengths, n)[:, None, :].to(features.dtype)
         # Too-short utterances: zero frames up to min_frames count as valid, alone or batched.
         lengths = lengths.clamp(min=self.min_frames)
         x = F.pad(x, (0, max(0, self.min_frames - n)))[:, None]  # (B, 1, F, N)
         n = x.shape[-1]
         for block in self.blocks:
             lengths, n = torch.div(lengths, 2, rounding_mode="floor"), n // 2
-            m = None if full else frame_mask(lengths, n)[:, None, None, :].to(x.dtype)
+            m = None if full else valid_mask(lengths, n)[:, None, None, :].to(x.dtype)
             x = block(x, m)
         h = x.reshape(x.shape[0], -1, n)  # (B, C·F', N'), zero beyond each length
-        return self.embed(self.pool(h, None if full else frame_mask(lengths, n)))
+        return self.embed(self.pool(h, None if full else valid_mask(lengths, n)))
 
     def forward(self, features: Tensor, frame_lengths: Tensor) -> dict[str, Tensor]:
         z = self.embed_utterances(features, frame_lengths)

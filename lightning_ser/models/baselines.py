@@ -27,7 +27,9 @@ import torch.nn.functional as F
 import torchaudio.functional as AF
 from torch import Tensor, nn
 
-from lightning_ser.models.attention_cnn import HEADS, MaskedBatchNorm, _norm, frame_mask, make_heads
+from lightning_ser.masks import valid_mask
+from lightning_ser.models.attention_cnn import HEADS, make_heads
+from lightning_ser.models.masked import MaskedBatchNorm, batch_norm, masked_mean
 
 
 def _check(features: Tensor, n_mels: int, who: str) -> None:
@@ -69,13 +71,7 @@ def masked_deltas(x: Tensor, frame_lengths: Tensor, win_length: int = 5) -> Tens
         gather = lambda idx: x.gather(2, idx[:, None, :].expand(B, D, N))  # noqa: E731
         out = out + k * (gather(plus) - gather(minus))
     denom = 2 * sum(k * k for k in range(1, half + 1))
-    return out / denom * frame_mask(frame_lengths, N)[:, None, :]
-
-
-def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
-    """Mean over valid frames: ``x: (B, D, N)``, ``mask: (B, N)`` → ``(B, D)``."""
-    m = mask[:, None, :].to(x.dtype)
-    return (x * m).sum(-1) / m.sum(-1).clamp_min(1.0)
+    return out / denom * valid_mask(frame_lengths, N)[:, None, :]
 
 
 class Conv1dMFCC(nn.Module):
@@ -114,17 +110,17 @@ class Conv1dMFCC(nn.Module):
     def forward(self, features: Tensor, frame_lengths: Tensor) -> dict[str, Tensor]:
         _check(features, self.n_mels, "Conv1dMFCC")
         lengths = frame_lengths.to(features.device).long()
-        x = features * frame_mask(lengths, features.shape[-1])[:, None, :]
+        x = features * valid_mask(lengths, features.shape[-1])[:, None, :]
         lengths = lengths.clamp(min=self.min_frames)
         x = F.pad(self.mfcc(x), (0, max(0, self.min_frames - x.shape[-1])))
-        mask = frame_mask(lengths, x.shape[-1])
-        x = _norm(self.in_norm, x, mask)
+        mask = valid_mask(lengths, x.shape[-1])
+        x = batch_norm(self.in_norm, x, mask)
         for conv, norm in zip(self.convs, self.norms):
             m = mask[:, None, :]
-            x = F.relu(_norm(norm, conv(x * m), mask)) * m
+            x = F.relu(batch_norm(norm, conv(x * m), mask)) * m
             x = self.drop(F.max_pool1d(x, 2))
             lengths = torch.div(lengths, 2, rounding_mode="floor")
-            mask = frame_mask(lengths, x.shape[-1])
+            mask = valid_mask(lengths, x.shape[-1])
         z = masked_mean(x, mask)
         return {name: head(z) for name, head in self.heads.items()}
 
@@ -171,7 +167,7 @@ class HandcraftedConv1d(nn.Module):
     def frame_features(self, features: Tensor, frame_lengths: Tensor) -> Tensor:
         """``(B, n_mels, N), (B,) → (B, D, N)`` frame features, zero beyond each length."""
         _check(features, self.n_mels, "HandcraftedConv1d")
-        mask = frame_mask(frame_lengths, features.shape[-1])[:, None, :]
+        mask = valid_mask(frame_lengths, features.shape[-1])[:, None, :]
         logmel = features * mask
         mfcc = self.mfcc(logmel)
         d1 = masked_deltas(mfcc, frame_lengths)
@@ -184,8 +180,8 @@ class HandcraftedConv1d(nn.Module):
     def forward(self, features: Tensor, frame_lengths: Tensor) -> dict[str, Tensor]:
         lengths = frame_lengths.to(features.device).long()
         x = self.frame_features(features, lengths)
-        mask = frame_mask(lengths, x.shape[-1])
-        x = _norm(self.in_norm, x, mask)
+        mask = valid_mask(lengths, x.shape[-1])
+        x = batch_norm(self.in_norm, x, mask)
         m = mask[:, None, :].to(x.dtype)
         count = m.sum(-1).clamp_min(1.0)
         mean = (x * m).sum(-1) / count

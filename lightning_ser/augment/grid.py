@@ -5,7 +5,7 @@ forced on (``p=1``) with the parameters that op draws for that sample and epoch.
 
 CLI (synthetic chirps/tones, no corpus needed)::
 
-    python -m lightning_ser.augment.inspect --out grid.png [--policy ser] [--epoch 0] [--seed 0] \
+    python -m lightning_ser.augment.grid --out grid.png [--policy ser] [--epoch 0] [--seed 0] \
         [--noise DIR_OR_MANIFEST ...] [--rir DIR_OR_MANIFEST ...]
 
 ``--noise`` / ``--rir`` load banks for ``noise_file`` and ``reverb`` (e.g. ``--policy robust``).
@@ -23,7 +23,7 @@ from torch import Tensor
 from .pipeline import FeaturePipeline
 
 
-def _describe(params, i: int) -> str:
+def describe_params(params, i: int) -> str:
     """Short text of sample ``i``'s scalar params, e.g. ``db=+3.1``."""
     parts = []
     for name, value in params.as_dict().items():
@@ -75,7 +75,7 @@ def render_augmentation_grid(wave: Tensor, lengths: Tensor, ids: Tensor, pipelin
             if c == 0:
                 ax.set_ylabel(f"id {int(ids[r])}", fontsize=8)
             if params is not None:
-                ax.set_xlabel(_describe(params, r), fontsize=6)
+                ax.set_xlabel(describe_params(params, r), fontsize=6)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
     return path
@@ -120,7 +120,7 @@ def main(argv=None) -> None:
     wave, lengths = synthetic_signals(seconds=args.seconds)
     banks = {}
     if args.noise or args.rir:
-        from ..data.datamodule import default_cache_dir
+        from lightning_ser.paths import default_cache_dir
         from .bank import load_bank
 
         for kind, sources in (("noise", args.noise), ("rir", args.rir)):
