@@ -75,7 +75,8 @@ def _asks_for_logger(args: Sequence[str]) -> bool:
 
 
 COMMAND_MODULES = {"prepare": "lightning_ser.commands.prepare", "cv": "lightning_ser.commands.cv",
-                   "augment-grid": "lightning_ser.commands.augment_grid"}
+                   "augment-grid": "lightning_ser.commands.augment_grid",
+                   "predict": "lightning_ser.commands.predict", "export": "lightning_ser.commands.export"}
 
 
 def _command(name: str):
@@ -238,14 +239,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     command = argv[0] if argv else "--help"
     with user_errors(debug):
         argv = _resolve_configs(argv)
-        if command == "predict":
-            from lightning_ser.commands.predict import main as predict
-
-            predict(argv[1:])
-        elif command == "export":
-            from lightning_ser.commands.export import main as export
-
-            export(argv[1:])
+        if command in ("predict", "export"):
+            _command(command)(argv[1:])
         elif command in LIGHTNING_COMMANDS:
             run_lightning(argv)
         elif command == "prepare":

@@ -145,6 +145,6 @@ def normalisation(logmel: LogMel, frames: LogMelFrames, speaker_stats: tuple[Ten
 def utterance_windows(frames: int, window: int, hop: int) -> list[tuple[int, int]]:
     """``(start, length)`` in frames of each eval window of an utterance of ``frames`` frames:
     ``1 + ceil(max(frames − window, 0) / hop)`` windows ``hop`` apart, the last one ending at the
-    utterance's end (the layout of ``SERModule.window_scores``)."""
+    utterance's end (the layout of :func:`lightning_ser.windows.score_windows`)."""
     count = 1 + -(-max(frames - window, 0) // hop)
     return [(k * hop, min(window, frames - k * hop)) for k in range(count)]
