@@ -103,7 +103,8 @@ class SERModule(pl.LightningModule):
             raise ValueError(f"net has num_classes={net_classes}, module num_classes={num_classes}")
         self.loss = MultitaskLoss(num_classes, task_weights, uncertainty_weighting, label_smoothing,
                                   class_weights, vad_loss)
-        self.metrics = nn.ModuleDict()  # "<split>_<dataloader idx>" → SERMetrics, created on first use
+        # split → one SERMetrics per eval dataloader (eval set), created on first use
+        self.metrics = nn.ModuleDict({"val": nn.ModuleList(), "test": nn.ModuleList()})
         self.last_eval_results: dict[str, dict[str, dict[str, float]]] = {}
         # split → set → (C, C) confusion counts on CPU (rows = true); normalise with
         # lightning_ser.metrics.normalize_confusion.
@@ -207,10 +208,10 @@ class SERModule(pl.LightningModule):
 
     def get_metrics(self, split: str, dataloader_idx: int = 0) -> SERMetrics:
         """The metrics object of (split, eval set), created on first use on the module's device."""
-        key = f"{split}_{dataloader_idx}"
-        if key not in self.metrics:
-            self.metrics[key] = SERMetrics(self.hparams.num_classes, self.class_names).to(self.device)
-        return self.metrics[key]
+        sets = self.metrics[split]
+        while len(sets) <= dataloader_idx:
+            sets.append(SERMetrics(self.hparams.num_classes, self.class_names).to(self.device))
+        return sets[dataloader_idx]
 
     def _eval_step(self, split: str, batch: Mapping[str, Tensor], dataloader_idx: int, tta: bool) -> None:
         scores, _ = self.score_batch(batch, tta=tta)
@@ -228,10 +229,8 @@ class SERModule(pl.LightningModule):
     def _finish_eval(self, split: str) -> None:
         results: dict[str, dict[str, float]] = {}
         confusion: dict[str, Tensor] = {}
-        keys = sorted((k for k in self.metrics if k.startswith(f"{split}_")), key=lambda k: int(k.rsplit("_", 1)[1]))
-        for key in keys:
-            idx = int(key.rsplit("_", 1)[1])
-            metrics, name, prefix = self.metrics[key], self.eval_set_name(idx), self._prefix(split, idx)
+        for idx, metrics in enumerate(self.metrics[split]):
+            name, prefix = self.eval_set_name(idx), self._prefix(split, idx)
             values = metrics.compute()
             for k, v in values.items():
                 self.log(prefix + k, v, sync_dist=True, prog_bar=(idx == 0 and k == "emotion/ua"),
