@@ -88,9 +88,9 @@ def _command(name: str):
 
 
 def _make_cli_class():
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.cli import LightningCLI
 
+    from lightning_ser.callbacks.checkpoint import ModelCheckpoint
     from lightning_ser.callbacks.early_stopping import EarlyStopping
     from lightning_ser.callbacks.lr_monitor import LearningRateMonitor
     from lightning_ser.cli_help import HELP_ALL, short_help

@@ -49,3 +49,23 @@ def test_fit_tests_the_last_checkpoint_unless_asked_for_the_best():
     assert tested_checkpoint(trainer, "last") == "run/last.ckpt"
     assert tested_checkpoint(trainer, "best") == "run/best-epoch07.ckpt"
     assert tested_checkpoint(SimpleNamespace(checkpoint_callback=None), "last") is None  # the weights in memory
+
+
+def _fit_with_checkpoints(tmp_path, with_val: bool):
+    from lightning_ser.callbacks.checkpoint import ModelCheckpoint
+
+    data = DataLoader(TensorDataset(torch.randn(8, 2)), batch_size=4)
+    ckpt = ModelCheckpoint(monitor="val/emotion/ua", mode="max", save_top_k=1, save_last=True,
+                           dirpath=tmp_path, filename="best-epoch{epoch:02d}", auto_insert_metric_name=False)
+    trainer = L.Trainer(max_epochs=4, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[ckpt], default_root_dir=tmp_path, num_sanity_val_steps=0)
+    trainer.fit(Flat(), data, data if with_val else None)
+    return ckpt
+
+
+def test_last_checkpoint_is_the_last_epoch_even_when_validation_never_improves(tmp_path):
+    ckpt = _fit_with_checkpoints(tmp_path / "val", with_val=True)
+    assert torch.load(ckpt.last_model_path, weights_only=False)["epoch"] == 3  # Lightning 2.6 alone: 0
+    assert torch.load(ckpt.best_model_path, weights_only=False)["epoch"] == 0
+    ckpt = _fit_with_checkpoints(tmp_path / "noval", with_val=False)
+    assert torch.load(ckpt.last_model_path, weights_only=False)["epoch"] == 3
