@@ -13,8 +13,7 @@ windows never count.
 """
 from __future__ import annotations
 
-import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import lightning.pytorch as pl
 import torch
@@ -23,7 +22,7 @@ from torch import Tensor, nn
 from lightning_ser.losses import MultitaskLoss
 from lightning_ser.metrics import SERMetrics
 from lightning_ser.models import build_backbone
-from lightning_ser.optim import OPTIMIZERS, SCHEDULERS, make_optimizer, param_groups, warmup_cosine
+from lightning_ser.optim import OPTIMIZERS, SCHEDULERS, configure_optimisation
 from lightning_ser.windows import pool_windows, score_windows
 
 MONITOR = "val/emotion/ua"
@@ -57,8 +56,12 @@ class SERModule(pl.LightningModule):
         min_lr_ratio: the learning rate at the last step, as a share of ``lr`` (``warmup_cosine``).
         eval_window_frames: sliding-window length for scoring whole utterances, in frames.
         eval_hop_frames: sliding-window hop, in frames.
-        tta_views: test/predict-time augmentation views, taken from the datamodule's
-            ``tta_batches(batch, k) -> list[batch]`` when it has one.
+        tta_views: test/predict-time augmentation views, made by the ``tta_batches`` function
+            given to :meth:`connect_data`.
+
+    Eval-set names and the TTA view maker come from the data, not from hyperparameters: pass
+    them with :meth:`connect_data`. A module run by a Trainer with a datamodule and never
+    connected takes both from that datamodule once, in :meth:`setup`.
     """
 
     def __init__(
@@ -109,6 +112,26 @@ class SERModule(pl.LightningModule):
         # split → set → (C, C) confusion counts on CPU (rows = true); normalise with
         # lightning_ser.metrics.normalize_confusion.
         self.last_confusion: dict[str, dict[str, Tensor]] = {}
+        self.eval_set_names: list[str] = ["original"]
+        self.tta_batches: Callable[[Mapping[str, Tensor], int], list] | None = None
+        self._data_connected = False
+
+    def connect_data(self, eval_set_names: Sequence[str] | None = None,
+                     tta_batches: Callable[[Mapping[str, Tensor], int], list] | None = None) -> None:
+        """Name the eval dataloaders (index 0 first) and set the TTA view maker
+        ``tta_batches(batch, k) -> list of k batches`` (None: no TTA). Once called, :meth:`setup`
+        no longer reads them from the trainer's datamodule."""
+        self._data_connected = True
+        self._set_data(eval_set_names, tta_batches)
+
+    def _set_data(self, eval_set_names, tta_batches) -> None:
+        self.eval_set_names, self.tta_batches = list(eval_set_names or ["original"]), tta_batches
+
+    def setup(self, stage: str) -> None:
+        # Runs after the datamodule's setup, so its eval sets (codec variants, test conditions) are known.
+        dm = getattr(self.trainer, "datamodule", None)
+        if not self._data_connected and dm is not None:
+            self._set_data(getattr(dm, "eval_set_names", None), getattr(dm, "tta_batches", None))
 
     # ------------------------------------------------------------------ forward / scoring
     def forward(self, features: Tensor, frame_lengths: Tensor) -> dict[str, Tensor]:
@@ -124,9 +147,8 @@ class SERModule(pl.LightningModule):
 
     def _views(self, batch: Mapping[str, Tensor], tta: bool) -> list[Mapping[str, Tensor]]:
         k = self.hparams.tta_views
-        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        if tta and k > 1 and hasattr(dm, "tta_batches"):
-            views = list(dm.tta_batches(batch, k))
+        if tta and k > 1 and self.tta_batches is not None:
+            views = list(self.tta_batches(batch, k))
             if views:
                 return views
         return [batch]
@@ -198,9 +220,8 @@ class SERModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ eval bookkeeping
     def eval_set_name(self, dataloader_idx: int) -> str:
-        """Name of an eval dataloader: the datamodule's ``eval_set_names`` or ``original``/``setK``."""
-        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        names = list(getattr(dm, "eval_set_names", None) or ["original"])
+        """Name of an eval dataloader: from :meth:`connect_data`, else ``original``/``setK``."""
+        names = self.eval_set_names
         return names[dataloader_idx] if dataloader_idx < len(names) else f"set{dataloader_idx}"
 
     def _prefix(self, split: str, dataloader_idx: int) -> str:
@@ -274,20 +295,6 @@ class SERModule(pl.LightningModule):
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> Any:
         hp = self.hparams
-        opt = make_optimizer(hp.optimizer, param_groups(self.named_parameters(), hp.weight_decay), hp.lr)
-        if hp.scheduler == "none":
-            return opt
-        if hp.scheduler == "plateau":
-            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=5)
-            # strict=False: runs without validation (or before the first one) skip the update.
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": MONITOR,
-                                                       "interval": "epoch", "strict": False}}
-        total = self.trainer.estimated_stepping_batches
-        if not math.isfinite(total) or total < 1:
-            raise ValueError(f"scheduler={hp.scheduler!r} needs a bounded run (max_steps or max_epochs); "
-                             f"estimated steps = {total}")
-        if hp.scheduler == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(total))
-        else:
-            sched = warmup_cosine(opt, int(total), hp.warmup_fraction, hp.min_lr_ratio)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return configure_optimisation(self.named_parameters(), hp.optimizer, hp.lr, hp.weight_decay, hp.scheduler,
+                                      lambda: self.trainer.estimated_stepping_batches, MONITOR,
+                                      hp.warmup_fraction, hp.min_lr_ratio)

@@ -7,7 +7,7 @@ so the curve depends on the step budget only, never on noisy validation scores.
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
@@ -54,3 +54,31 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, total: int, warmup_fraction:
     warmup = max(1, round(warmup_fraction * total)) if warmup_fraction > 0 else 0
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: warmup_cosine_factor(step, total, warmup, min_ratio))
+
+
+def configure_optimisation(named_parameters: Iterable[tuple[str, nn.Parameter]], optimizer: str, lr: float,
+                           weight_decay: float, scheduler: str, total_steps: Callable[[], float], monitor: str,
+                           warmup_fraction: float = 0.05, min_lr_ratio: float = 0.0) -> Any:
+    """What ``LightningModule.configure_optimizers`` returns for these settings.
+
+    ``total_steps()`` gives the run's optimiser steps (``trainer.estimated_stepping_batches``);
+    it is only called by the step-based schedules. ``plateau`` halves the LR after 5 epochs
+    without ``monitor`` improving.
+    """
+    opt = make_optimizer(optimizer, param_groups(named_parameters, weight_decay), lr)
+    if scheduler == "none":
+        return opt
+    if scheduler == "plateau":
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=5)
+        # strict=False: runs without validation (or before the first one) skip the update.
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": monitor,
+                                                   "interval": "epoch", "strict": False}}
+    total = total_steps()
+    if not math.isfinite(total) or total < 1:
+        raise ValueError(f"scheduler={scheduler!r} needs a bounded run (max_steps or max_epochs); "
+                         f"estimated steps = {total}")
+    if scheduler == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(total))
+    else:
+        sched = warmup_cosine(opt, int(total), warmup_fraction, min_lr_ratio)
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

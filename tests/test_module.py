@@ -145,6 +145,22 @@ def test_predict_averages_tta_views(views):
     assert out[0]["timeline"].shape == (3, C) and out[0]["vad"].shape == (3,)
 
 
+def test_connected_data_names_eval_sets_and_makes_tta_views_without_a_datamodule():
+    module = _module(eval_window_frames=32, eval_hop_frames=16, tta_views=2).eval()
+    batch = _toy_batch()
+    assert module.eval_set_name(1) == "set1" and module.eval_set_name(0) == "original"
+    with torch.no_grad():
+        plain = module.score_batch(batch, tta=True)[0]["emotion"]  # nothing connected: one view
+        half = module.score_batch({**batch, "features": batch["features"] * 0.5})[0]["emotion"]
+        module.connect_data(["clean", "opus_8k"], _EvalData([]).tta_batches)
+        both = module.score_batch(batch, tta=True)[0]["emotion"]
+    assert module.eval_set_name(1) == "opus_8k" and module.eval_set_name(2) == "set2"
+    torch.testing.assert_close(both, (plain + half) / 2, atol=1e-6, rtol=1e-5)
+    # An explicit connection wins over the datamodule's names in a Trainer run.
+    _trainer().test(module, datamodule=_EvalData([batch]))
+    assert set(module.last_eval_results["test"]) == {"clean", "opus_8k"}
+
+
 def test_optimiser_groups_scheduler_and_hparams():
     module = _module(uncertainty_weighting=True, weight_decay=0.1, scheduler="plateau")
     assert "net" not in module.hparams and module.hparams.lr == 3e-3  # the default recipe's peak

@@ -187,6 +187,9 @@ class MultitaskAttentionCNN(nn.Module):
         attention: add the channel + time attention stage in every block.
         heads: which of ``("emotion", "gender", "vad")`` to build; emotion is required.
         embed_dim: size of the shared embedding the heads read.
+        utterance_stats: also feed the embedding the per-bin mean and standard deviation of the
+            input over each utterance's valid frames (``2F`` values, batch-normalised): the
+            functionals a linear baseline classifies, as a skip path next to the CNN.
 
     ``forward(features (B, F, N), frame_lengths (B,)) -> {"emotion": (B, C), "gender": (B, 2),
     "vad": (B, 3)}`` (only the configured heads). Eval-mode outputs are padding invariant.
@@ -206,6 +209,7 @@ class MultitaskAttentionCNN(nn.Module):
         attention: bool = True,
         heads: Sequence[str] = HEADS,
         embed_dim: int = 256,
+        utterance_stats: bool = False,
     ) -> None:
         super().__init__()
         if n_mels < 2 ** len(channels):
@@ -219,7 +223,9 @@ class MultitaskAttentionCNN(nn.Module):
         self.blocks = nn.ModuleList(blocks).to(memory_format=torch.channels_last)
         dim = c_prev * (n_mels // self.min_frames)
         self.pool = AttentiveStatsPool(dim)
-        self.embed = nn.Sequential(nn.Linear(2 * dim, embed_dim), nn.ReLU(inplace=True), nn.Dropout(dropout))
+        self.stats_norm = nn.BatchNorm1d(2 * n_mels) if utterance_stats else None
+        stats_dim = 2 * n_mels if utterance_stats else 0
+        self.embed = nn.Sequential(nn.Linear(2 * dim + stats_dim, embed_dim), nn.ReLU(inplace=True), nn.Dropout(dropout))
         self.heads = make_heads(embed_dim, num_classes, heads)
 
     def embed_utterances(self, features: Tensor, frame_lengths: Tensor) -> Tensor:
@@ -234,14 +240,25 @@ class MultitaskAttentionCNN(nn.Module):
         x = features if full else features * valid_mask(lengths, n)[:, None, :].to(features.dtype)
         # Too-short utterances: zero frames up to min_frames count as valid, alone or batched.
         lengths = lengths.clamp(min=self.min_frames)
-        x = F.pad(x, (0, max(0, self.min_frames - n)))[:, None]  # (B, 1, F, N)
+        x = F.pad(x, (0, max(0, self.min_frames - n)))  # (B, F, N)
+        stats = None if self.stats_norm is None else self.utterance_statistics(x, None if full else lengths)
+        x = x[:, None]  # (B, 1, F, N)
         n = x.shape[-1]
         for block in self.blocks:
             lengths, n = torch.div(lengths, 2, rounding_mode="floor"), n // 2
             m = None if full else valid_mask(lengths, n)[:, None, None, :].to(x.dtype)
             x = block(x, m)
         h = x.reshape(x.shape[0], -1, n)  # (B, C·F', N'), zero beyond each length
-        return self.embed(self.pool(h, None if full else valid_mask(lengths, n)))
+        pooled = self.pool(h, None if full else valid_mask(lengths, n))
+        return self.embed(pooled if stats is None else torch.cat([pooled, stats], 1))
+
+    def utterance_statistics(self, x: Tensor, lengths: Tensor | None) -> Tensor:
+        """``x: (B, F, N)`` zero beyond each length, ``lengths: (B,)`` or None (all valid) →
+        ``(B, 2F)`` batch-normalised per-bin mean and standard deviation over valid frames."""
+        w = torch.full_like(x[:, :1], 1.0 / x.shape[-1]) if lengths is None else \
+            valid_mask(lengths, x.shape[-1])[:, None, :].to(x.dtype) / lengths[:, None, None].to(x.dtype)
+        mean, std = masked_mean_std(x, w)
+        return self.stats_norm(torch.cat([mean, std], 1))
 
     def forward(self, features: Tensor, frame_lengths: Tensor) -> dict[str, Tensor]:
         z = self.embed_utterances(features, frame_lengths)
