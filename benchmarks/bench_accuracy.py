@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -28,6 +27,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `hardware` also when loaded by path
+from hardware import describe  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = ("ua", "wa", "f1")
@@ -123,19 +125,6 @@ def run_baseline(common: list[str], recipe: str, folds) -> dict[str, dict]:
     return out
 
 
-def hardware() -> dict:
-    import torch
-
-    cpu = platform.processor()
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    return {"cpu": cpu, "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-            "load_avg_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
-            "torch": torch.__version__, "python": platform.python_version(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-
-
 def markdown(report: dict) -> str:
     recipes, base = report["recipes"], report["baseline"]
     head = ["fold"] + [f"recipe {i + 1} UA / WA / F1" for i in range(len(recipes))] + \
@@ -146,9 +135,9 @@ def markdown(report: dict) -> str:
                      f"summed over {len(r['folds'])} folds (each fold trains, then tests)")
     lines.append(f"- wall time for all recipes and folds: {recipes[0]['wall_seconds_all_recipes'] / 60:.1f} min, "
                  f"{report['jobs']} fold(s) at a time")
-    lines += [f"- hardware: {report['hardware']['gpu'] or report['hardware']['cpu']}, "
-              f"{report['hardware']['usable_cores']} cores, load average at start "
-              f"{', '.join(f'{x:.1f}' for x in report['hardware']['load_avg_at_start'] or [])}", "",
+    hw = report["hardware"]
+    lines += [f"- hardware: {hw.get('gpu') or hw['cpu_model']}, {hw['usable_cores']} cores, load average at start "
+              f"{', '.join(f'{x:.1f}' for x in hw['load_avg_at_start'] or [])}", "",
               "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for k, fold in enumerate(base["global"]["folds"]):
         cells = [fold["fold"]]
@@ -178,6 +167,9 @@ def main(argv=None) -> dict:
                     help="fit processes at a time; each gets cores/jobs torch threads (OMP_NUM_THREADS)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(own)
+    import torch
+
+    hardware = describe("cuda" if torch.cuda.is_available() else "cpu")  # before the runs: load at start
     os.environ.setdefault("WANDB_MODE", "offline")
     if args.jobs > 1:  # small networks use cores better as parallel folds than as intra-op threads
         os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // args.jobs))
@@ -193,7 +185,7 @@ def main(argv=None) -> dict:
     recipes = run_recipes(args.recipe, common, extra, folds, logs, args.jobs)
     report = {"benchmark": "bench_accuracy", "corpus": args.corpus, "protocol": probe.split.name.split("-")[0],
               "command": "python benchmarks/bench_accuracy.py " + shlex.join(argv),
-              "hardware": hardware(), "jobs": args.jobs, "recipes": recipes, "baseline": baseline}
+              "hardware": hardware, "jobs": args.jobs, "recipes": recipes, "baseline": baseline}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"accuracy_{args.corpus}.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / f"accuracy_{args.corpus}.md").write_text(markdown(report))

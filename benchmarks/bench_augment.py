@@ -37,7 +37,6 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -54,35 +53,14 @@ import torchaudio.transforms as taT
 from lightning_ser.augment import functional as AF
 from lightning_ser.augment.pipeline import FeaturePipeline
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `hardware` also when loaded by path
+from hardware import describe  # noqa: E402
+
 SR = 16000
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 # ----------------------------------------------------------------------------- helpers
-def hardware(device: torch.device) -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    info = {
-        "cpu_model": cpu,
-        "cpu_cores_visible": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "torchaudio": torchaudio.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "device": str(device),
-    }
-    if hasattr(os, "getloadavg"):
-        info["load_avg_1m_at_start"] = round(os.getloadavg()[0], 2)
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
-
-
 def timeit(fn, device: torch.device, repeats: int, warmup: int = 1) -> dict:
     """Median wall time and median process CPU time (user + sys, all threads) of ``fn()``, in s.
 
@@ -316,7 +294,7 @@ def run(args) -> dict:
     timing = _timing(device)
     return {
         "benchmark": "bench_augment",
-        "hardware": hardware(device),
+        "hardware": describe(str(device)),
         "timing": timing,
         "config": {"clip_seconds": args.seconds, "sample_rate": SR, "batches": args.batches, "policy": args.policy,
                    "n_mels": 64, "n_fft": 512, "win_length": 400, "hop_length": 160, "repeats": args.repeats,
@@ -392,15 +370,20 @@ def _rate(t: dict, clips: int) -> dict:
             "wall_clips_per_s": round(clips / t["wall_s"], 1)}
 
 
+def load_1m(hw: dict):
+    """The 1-minute load average at the start, as the reports print it (``n/a`` where unknown)."""
+    return round(hw["load_avg_at_start"][0], 2) if hw.get("load_avg_at_start") else "n/a"
+
+
 def to_markdown(res: dict) -> str:
     hw = res["hardware"]
     lines = [
         f"# bench_augment ({hw['device']})",
         "",
-        f"{hw['cpu_model']}, {hw['cpu_cores_visible']} cores visible, torch {hw['torch']} "
-        f"({hw['torch_threads']} threads), torchaudio {hw['torchaudio']}"
+        f"{hw['cpu_model']}, {hw['cpu_count']} cores visible, torch {hw['torch']} "
+        f"({hw['torch_threads']} threads), torchaudio {hw.get('torchaudio', 'n/a')}"
         + (f", GPU {hw['gpu']}" if "gpu" in hw else "")
-        + f"; load avg at start {hw.get('load_avg_1m_at_start', 'n/a')}. "
+        + f"; load avg at start {load_1m(hw)}. "
         f"Clips: {res['config']['clip_seconds']} s at 16 kHz; policy `{res['config']['policy']}`. "
         f"Timing: {res['timing']}.",
         "",
@@ -594,7 +577,7 @@ def run_banks(args) -> dict:
     timing = _timing(device) + ("" if device.type == "cpu" else " (peers: CPU time)")
     return {
         "benchmark": "bench_augment --banks",
-        "hardware": hardware(device),
+        "hardware": describe(str(device)),
         "timing": timing,
         "config": {"clip_seconds": args.seconds, "sample_rate": SR, "batches": args.batches,
                    "repeats": args.repeats, "noise_files": args.noise_files, "noise_seconds": args.noise_seconds,
@@ -618,8 +601,8 @@ def banks_markdown(res: dict, command: str) -> str:
     hw, cfg = res["hardware"], res["config"]
     lines = [
         f"# bench_augment --banks ({hw['device']})", "",
-        f"{hw['cpu_model']}, {hw['cpu_cores_visible']} cores visible, torch {hw['torch']} "
-        f"({hw['torch_threads']} threads); load avg at start {hw.get('load_avg_1m_at_start', 'n/a')}. "
+        f"{hw['cpu_model']}, {hw['cpu_count']} cores visible, torch {hw['torch']} "
+        f"({hw['torch_threads']} threads); load avg at start {load_1m(hw)}. "
         f"Clips: {cfg['clip_seconds']} s at 16 kHz. Banks: {cfg['noise_files']} noise files of "
         f"{cfg['noise_seconds']} s, {cfg['rir_files']} RIRs of {cfg['rir_seconds']} s (16-bit WAV at "
         f"{cfg['file_rate']} Hz). "

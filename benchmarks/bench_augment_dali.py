@@ -30,7 +30,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_augment import hardware, synthetic_clips, timeit  # noqa: E402
+from bench_augment import load_1m, synthetic_clips, timeit  # noqa: E402
+from hardware import describe  # noqa: E402
 
 from lightning_ser.augment.pipeline import FeaturePipeline  # noqa: E402
 from lightning_ser.dali import make_dali_featurizer, require_dali  # noqa: E402
@@ -79,8 +80,8 @@ def run(args) -> dict:
         torch_row = next(x for x in rows if x["batch"] == r["batch"] and x["method"] == r["method"].replace(
             "DALI", "torch"))
         r["x_torch_same_work"] = round(r["clips_per_s"] / torch_row["clips_per_s"], 2)
-    hw = hardware(device) | {"dali": dali.__version__, "dali_threads": feat.num_threads,
-                             "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}}
+    hw = describe(str(device)) | {"dali": dali.__version__, "dali_threads": feat.num_threads,
+                                  "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}}
     return {
         "benchmark": "bench_augment_dali",
         "hardware": hw,
@@ -124,11 +125,11 @@ def to_markdown(res: dict) -> str:
     lines = [
         f"# bench_augment_dali ({hw['device']})",
         "",
-        f"{hw['cpu_model']}, {hw['cpu_cores_visible']} cores visible, torch {hw['torch']} "
+        f"{hw['cpu_model']}, {hw['cpu_count']} cores visible, torch {hw['torch']} "
         f"({hw['torch_threads']} threads), DALI {hw['dali']} ({hw['dali_threads']} CPU threads)"
         + (f", env {env(hw['malloc_env'])}" if hw["malloc_env"] else "")
         + (f", GPU {hw['gpu']}" if "gpu" in hw else "")
-        + f"; load avg at start {hw.get('load_avg_1m_at_start', 'n/a')}. "
+        + f"; load avg at start {load_1m(hw)}. "
         f"Clips: {res['config']['clip_seconds']} s at 16 kHz; policy `{res['config']['policy']}`. "
         f"Timing: {res['timing']}.",
         "",

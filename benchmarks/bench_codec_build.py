@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +26,9 @@ from lightning_ser.audio import codec
 from lightning_ser.audio.store import build_store
 from lightning_ser.audio.variants import build_variants, variant_info
 from lightning_ser.corpora.base import Utterance
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `hardware` also when loaded by path
+from hardware import describe  # noqa: E402
 
 SR = 16000
 
@@ -59,24 +61,6 @@ def make_store(root: Path, seconds: float):
     return build_store(utts, root / "cache", progress=False)
 
 
-def hardware() -> dict:
-    model = platform.processor()
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), model)
-    return {
-        "cpu_model": model,
-        "cpu_count": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "load_avg_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "av": codec.av_version(),
-        "libopus": codec.codec_library_version("opus"),
-    }
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=120.0, help="audio in the store")
@@ -85,7 +69,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args()
     specs = codec.default_specs()
-    result = {"hardware": hardware(), "specs": [s.name for s in specs], "runs": []}
+    hw = describe() | {"numpy": np.__version__, "av": codec.av_version(),
+                       "libopus": codec.codec_library_version("opus")}
+    result = {"hardware": hw, "specs": [s.name for s in specs], "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         store = make_store(Path(tmp), args.seconds)
         audio_s = store.total_seconds

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -28,21 +27,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from lightning_ser.data.datamodule import SERDataModule
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `hardware` also when loaded by path
+from hardware import describe  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results"
 CROP_S = 3.0
-
-
-def hardware() -> dict:
-    cpu = "unknown"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-            "load_avg": os.getloadavg()}
 
 
 class PerFileDataset(Dataset):
@@ -97,6 +86,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(RESULTS / "bench_dataloader_cpu"))
     args = ap.parse_args()
     torch.set_num_threads(1)
+    hardware = describe(threads=1)  # before the runs: load at start
 
     rows = []
     for codecs in (None, args.codecs):
@@ -121,7 +111,7 @@ def main() -> None:
     best = {m: max(r["clips_per_s"] for r in rows if r["method"] == m) for m in {r["method"] for r in rows}}
     per_file = best["per-file decode (soundfile, crop)"]
     plain = best["store"]
-    result = {"hardware": hardware(), "batch_size": args.batch_size, "crop_s": CROP_S, "rows": rows,
+    result = {"hardware": hardware, "batch_size": args.batch_size, "crop_s": CROP_S, "rows": rows,
               "speedup_vs_per_file": plain / per_file,
               "codec_sampling_relative": {m: v / plain for m, v in best.items() if m.startswith("store +")},
               "argv": sys.argv[1:]}
@@ -129,9 +119,10 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2))
     hw = result["hardware"]
+    load = f"{hw['load_avg_at_start'][0]:.1f}" if hw["load_avg_at_start"] else "n/a"
     lines = [f"# bench_dataloader (CPU, no augmentation, batch {args.batch_size}, {CROP_S:.0f} s crops)", "",
-             f"{hw['cpu']}, {hw['cores']} cores, torch {hw['torch']}, load avg at start "
-             f"{hw['load_avg'][0]:.1f}. Corpus: built-in synthetic (16 kHz WAV).", "",
+             f"{hw['cpu_model']}, {hw['cpu_count']} cores, torch {hw['torch']}, load avg at start "
+             f"{load}. Corpus: built-in synthetic (16 kHz WAV).", "",
              "| method | DataLoader workers | clips/s | × per-file (best) |", "|---|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['method']} | {r['workers']} | {r['clips_per_s']:.0f} | {r['clips_per_s'] / per_file:.1f} |")

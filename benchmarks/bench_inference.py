@@ -31,13 +31,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `hardware` also when loaded by path
+from hardware import describe  # noqa: E402
 
 EMOTIONS = ["neutral", "happy", "sad", "angry", "fearful", "disgust"]
 
@@ -156,32 +158,6 @@ def measure(recognizer, files: list[Path], audio_seconds: float, window_batch: i
 
 
 # ----------------------------------------------------------------------------- report
-def hardware(device: str, threads: int) -> dict:
-    import torch
-
-    model = platform.processor()
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), model)
-    hw = {
-        "device": device,
-        "cpu_model": model,
-        "cpu_count": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "torch_threads": threads,
-        "load_avg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30, 1)
-        if hasattr(os, "sysconf") else None,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
-    if device.startswith("cuda"):
-        hw["gpu"] = torch.cuda.get_device_name(0)
-        hw["cuda"] = torch.version.cuda
-    return hw
-
-
 def markdown(report: dict) -> str:
     cfg, hw, rows = report["config"], report["hardware"], report["results"]
     cuda = cfg["device"].startswith("cuda")
@@ -252,7 +228,7 @@ def main(argv=None) -> dict:
     torch.set_num_threads(args.threads)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     long_batch = args.long_batch or WINDOW_BATCH
-    hw = hardware(args.device, args.threads)
+    hw = describe(args.device, args.threads)
     recognizer = make_recognizer(args)
     results = []
     with tempfile.TemporaryDirectory(prefix="bench_inference_") as tmp:

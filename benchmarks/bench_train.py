@@ -29,12 +29,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shlex
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `hardware` also when loaded by path
+from hardware import describe  # noqa: E402
 
 PIPELINES = ("lightning_ser", "lightning_ser_matched", "per_item_baseline")
 # The policy both sides can express: torchaudio has masks but no time warp or batched pitch shift.
@@ -312,30 +314,6 @@ def summarize(name: str, runs: list[dict]) -> dict:
 
 
 # ----------------------------------------------------------------------------- report
-def hardware(device: str, threads: int) -> dict:
-    import torch
-
-    model = platform.processor()
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), model)
-    hw = {
-        "device": device,
-        "cpu_model": model,
-        "cpu_count": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "torch_threads": threads,
-        "load_avg_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
-    if device == "cuda":
-        hw["gpu"] = torch.cuda.get_device_name(0)
-        hw["cuda"] = torch.version.cuda
-    return hw
-
-
 def _our_workers(cfg: dict) -> str:
     if cfg.get("our_workers") is not None:
         return str(cfg["our_workers"])
@@ -431,7 +409,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     os.environ.setdefault("WANDB_MODE", "offline")
     pipelines = args.pipelines.split(",")
-    hw = hardware(args.device, args.threads)
+    hw = describe(args.device, args.threads)
     # generate the corpus and decode the store once, before any timing
     from lightning_ser.data.datamodule import SERDataModule
 

@@ -1,4 +1,7 @@
+import importlib.util
 import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,6 +11,22 @@ os.environ.setdefault("WANDB_SILENT", "true")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 TINY_SYNTHETIC = {"speakers": 4, "utterances_per_emotion": 3, "emotions": ["neutral", "happy", "sad", "angry"]}
+
+
+def load_script(path: str | Path, name: str | None = None):
+    """Import a script that is not a package module (``benchmarks/*.py``, ``scripts/*.py``) from its
+    file, as module ``name`` (default: the file's stem), registered in ``sys.modules`` (dataclasses
+    look their module up there). Tests use it as ``from conftest import load_script``."""
+    path = Path(path)
+    spec = importlib.util.spec_from_file_location(name or path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(spec.name, None)
+        raise
+    return module
 
 
 def pytest_collection_modifyitems(config, items):

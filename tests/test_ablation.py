@@ -1,12 +1,13 @@
 """scripts/ablation.py: condition expansion, macro metrics, and a quick run of two conditions."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
 
 import pytest
+
+from conftest import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "ablation.py"
 CELL = re.compile(r"^\d\.\d{3} ± \d\.\d{3}$")
@@ -14,10 +15,7 @@ CELL = re.compile(r"^\d\.\d{3} ± \d\.\d{3}$")
 
 @pytest.fixture(scope="module")
 def ablation():
-    spec = importlib.util.spec_from_file_location("ablation", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 def test_codec_expands_to_one_condition_per_bitrate(ablation):

@@ -2,24 +2,16 @@
 baseline on the same folds, and the report's numbers consistent with each other."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import TINY_SYNTHETIC
+from conftest import TINY_SYNTHETIC, load_script
 
 pytestmark = pytest.mark.slow
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_accuracy.py"
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_accuracy", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +23,9 @@ def report(tiny_synthetic_root, tmp_path_factory):
         "data:\n  protocol: loso\n  batch_size: 4\n  crop_seconds: 1.0\n  num_workers: 0\n  store_workers: 0\n"
         f"  corpus_options: {json.dumps(TINY_SYNTHETIC)}\n"
         "model:\n  backbone_options: {channels: [8, 16]}\ntrainer:\n  max_epochs: 1\n")
-    load_bench().main(["--corpus", "synthetic", "--root", str(tiny_synthetic_root), "--cache-dir", str(out / "cache"),
-                       "--recipe", str(recipe), "--folds", "0,1", "--jobs", "2", "--out", str(out)])
+    bench = load_script(SCRIPT)
+    bench.main(["--corpus", "synthetic", "--root", str(tiny_synthetic_root), "--cache-dir", str(out / "cache"),
+                "--recipe", str(recipe), "--folds", "0,1", "--jobs", "2", "--out", str(out)])
     return json.loads((out / "accuracy_synthetic.json").read_text()), (out / "accuracy_synthetic.md").read_text()
 
 
@@ -53,3 +46,5 @@ def test_every_fold_of_the_recipe_and_the_baseline_is_reported_on_the_same_speak
     for fold in folds:
         assert f"| {fold} |" in md
     assert "mean ± std" in md and "lowest fold UA" in md
+    hw = data["hardware"]
+    assert f"- hardware: {hw.get('gpu') or hw['cpu_model']}, {hw['usable_cores']} cores, load average" in md

@@ -1,35 +1,33 @@
 """benchmarks/bench_inference.py on tiny sizes: the report's fields exist and are consistent."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from conftest import load_script
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_inference.py"
 CLIPS, CLIP_S, LONG_S, BATCHES = 3, 1.0, 9.0, (1, 2)
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_inference", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    load_bench().main(["--device", "cpu", "--threads", "1", "--clips", str(CLIPS), "--clip-seconds", str(CLIP_S),
-                       "--batch-sizes", ",".join(map(str, BATCHES)), "--long-seconds", str(LONG_S),
-                       "--repeats", "2", "--out", str(out)])
+    bench = load_script(SCRIPT)
+    bench.main(["--device", "cpu", "--threads", "1", "--clips", str(CLIPS), "--clip-seconds", str(CLIP_S),
+                "--batch-sizes", ",".join(map(str, BATCHES)), "--long-seconds", str(LONG_S),
+                "--repeats", "2", "--out", str(out)])
     return out
 
 
 def test_json_has_each_workload_with_consistent_speeds(report):
     data = json.loads((report / "bench_inference_cpu.json").read_text())
-    assert {"cpu_model", "usable_cores", "torch", "torch_threads", "load_avg_at_start"} <= set(data["hardware"])
+    hw = data["hardware"]  # benchmarks/hardware.py's canonical keys
+    assert {"device", "cpu_model", "cpu_count", "usable_cores", "torch_threads", "load_avg_at_start", "memory_gb",
+            "platform", "python", "torch"} <= set(hw)
+    assert hw["device"] == "cpu" and hw["torch_threads"] == 1 and "gpu" not in hw
     assert data["command"].startswith("python benchmarks/bench_inference.py --device cpu")
     assert data["model"]["network"] == "attention_cnn" and data["model"]["params"] > 100_000
     rows = data["results"]

@@ -1,33 +1,26 @@
 """benchmarks/bench_train.py on a tiny config: the report's fields exist and are consistent."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-from conftest import TINY_SYNTHETIC
+from conftest import TINY_SYNTHETIC, load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_train.py"
 STEPS, BATCH = 2, 4
 
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_train", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def report(tiny_synthetic_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    load_bench().main(["--device", "cpu", "--steps", str(STEPS), "--rounds", "2", "--warmup", "1",
-                       "--batch-size", str(BATCH), "--num-workers", "0", "--threads", "1", "--crop-seconds", "1",
-                       "--root", str(tiny_synthetic_root), "--cache-dir", str(out / "cache"),
-                       "--corpus-options", json.dumps(TINY_SYNTHETIC), "--backbone-options", '{"channels": [8, 16]}',
-                       "--store-workers", "0", "--out", str(out)])
+    bench = load_script(SCRIPT)
+    bench.main(["--device", "cpu", "--steps", str(STEPS), "--rounds", "2", "--warmup", "1",
+                "--batch-size", str(BATCH), "--num-workers", "0", "--threads", "1", "--crop-seconds", "1",
+                "--root", str(tiny_synthetic_root), "--cache-dir", str(out / "cache"),
+                "--corpus-options", json.dumps(TINY_SYNTHETIC), "--backbone-options", '{"channels": [8, 16]}',
+                "--store-workers", "0", "--out", str(out)])
     return out
 
 

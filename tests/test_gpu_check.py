@@ -1,6 +1,5 @@
 """scripts/gpu_check.sh: without CUDA it checks that every step's command parses and exits 0;
 a step whose arguments do not parse fails the check."""
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -8,15 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import load_script
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "scripts" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_check"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "scripts" / "gpu_check.py")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine the script measures instead")

@@ -11,6 +11,8 @@ from lightning_ser.models.masked import MaskedBatchNorm
 N_MELS, C = 32, 5
 BUILDERS = {
     "cnn": lambda **kw: MultitaskAttentionCNN(n_mels=N_MELS, num_classes=C, channels=(8, 16, 16), **kw),
+    "cnn_stats": lambda **kw: MultitaskAttentionCNN(n_mels=N_MELS, num_classes=C, channels=(8, 16, 16),
+                                                    utterance_stats=True, **kw),
     "cnn_noattn": lambda **kw: MultitaskAttentionCNN(n_mels=N_MELS, num_classes=C, channels=(8, 16), attention=False, **kw),
     "mfcc": lambda **kw: Conv1dMFCC(n_mfcc=20, num_classes=C, n_mels=N_MELS, channels=(16, 16), **kw),
     "handcrafted": lambda **kw: HandcraftedConv1d(num_classes=C, n_mels=N_MELS, n_mfcc=20, channels=(8, 16), **kw),
