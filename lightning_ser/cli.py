@@ -127,6 +127,17 @@ def _make_cli_class():
                 sys.exit(0)
             super().parse_arguments(parser, [("--help" if a == HELP_ALL else a) for a in args])
 
+        def _parse_ckpt_path(self) -> None:
+            # Lightning lays the checkpoint's hyperparameters over the whole model config, so
+            # `test --ckpt_path X --model.tta_views 8` would silently test with 1 view. Options
+            # given on the command line win.
+            sub = self.config.get("subcommand")
+            given = {a.split("=", 1)[0][2:] for a in self.argv if a.startswith("--model.")}
+            keep = {k: self.config[f"{sub}.{k}"] for k in given if sub and f"{sub}.{k}" in self.config}
+            super()._parse_ckpt_path()
+            for key, value in keep.items():
+                self.config[f"{sub}.{key}"] = value
+
         def before_instantiate_classes(self) -> None:
             config = self.config[self.subcommand] if self.subcommand else self.config
             _refuse_repeated_callbacks(config)

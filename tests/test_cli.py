@@ -88,6 +88,11 @@ def test_fit_test_predict_with_wandb_offline(tiny_synthetic_root, tmp_path):
     assert printed_metric(out, "test/emotion/ua") == pytest.approx(ua[0], abs=1e-6)
     assert run_folders(tmp_path) == before and not (tmp_path / "media").exists()
     assert {p.name for p in (run_folder / "media").glob("test_*.png")} == media
+    # model options on the command line win over the hyperparameters stored in the checkpoint
+    windowed = run_cli(["test", "-c", str(run_folder / "config.yaml"), "--ckpt_path", str(tested),
+                        "--model.eval_window_frames", "20", "--model.eval_hop_frames", "10"], tmp_path)
+    loss = printed_metric(out, "test/emotion/loss")
+    assert printed_metric(windowed, "test/emotion/loss") != pytest.approx(loss, abs=1e-5)
 
     # predict from the checkpoint alone (tests/test_predict_export.py has the details)
     wavs = sorted(tiny_synthetic_root.rglob("*.wav"))[:3]
