@@ -7,9 +7,9 @@ names and each op's dataclass fields for its params. Named policies:
   (p 0.3), time warp W=5, 2 freq masks F=8, 2 time masks T=20 (p 1.0 for the SpecAugment ops).
   Frame counts are for 10 ms hops and F for 64 mel bins; both are rescaled like
   ``specaugment_lb`` below. No ``gain``: under the default global normalisation the level is an
-  emotion cue, and ±6 dB (p 0.5) changed nothing beyond noise on the two EmoDB folds checked; per-utterance
-  normalisation removes a constant level altogether (at most 2e-4 change). Add it to a policy
-  list where recording levels vary more than the cue.
+  emotion cue, and ±6 dB (p 0.5) changed nothing beyond noise on the two EmoDB folds checked;
+  per-utterance normalisation removes a constant level altogether (at most 2e-4 change). Add it
+  to a policy list where recording levels vary more than the cue.
 * ``"specaugment_lb"`` — SpecAugment LibriSpeech basic (Park et al. 2019): W=80, F=27, m_F=2,
   T=100, p=1.0, m_T=2. The paper used 80 mel bins and 10 ms frames, so F is scaled by
   ``n_mels / 80`` (27 → 22 at 64 bins) and W, T by ``10 ms / hop`` (unchanged at hop 160 @ 16 kHz).
