@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import shlex
+import subprocess
 import sys
 import tempfile
 import time
@@ -46,22 +47,28 @@ def data_args(corpus: str, root: str, cache_dir: str | None) -> list[str]:
 
 
 def recipe_argv(recipe: str, common: list[str], extra: list[str]) -> list[str]:
-    # absolute: jsonargparse changes directory while it parses, and folds parse in parallel threads
+    """``fit -c A -c B ... common extra`` for a recipe (space-separated config files), with each
+    existing file made absolute against the current folder: call it before any parsing starts
+    (jsonargparse changes directory while it parses)."""
     configs = [a for c in recipe.split() for a in ("-c", str(Path(c).resolve()) if Path(c).exists() else c)]
     return ["fit", *configs, *common, *extra]
 
 
-def run_fold(recipe: str, common: list[str], extra: list[str], k: int, logs: Path, tag: str) -> dict:
-    """One fold of one recipe in its own ``fit`` process: test metrics and wall seconds."""
-    import lightning_ser.commands.cv as cv
-
+def run_fold(label: str, fit_argv: list[str], k: int, logs: Path, tag: str, cwd: Path) -> dict:
+    """One fold of one recipe: ``lightning_ser cv --folds k`` in its own process (so no option
+    parsing runs in this process's threads); test metrics and wall seconds."""
     own = logs / f"{tag}-fold{k}"  # a run folder per task, so parallel folds never share one
-    argv = recipe_argv(recipe, common + ["--trainer.logger.save_dir", str(own)], extra)[1:]
+    cmd = [sys.executable, "-m", "lightning_ser", "cv", "--folds", str(k), "--cv_name", f"{tag}-fold{k}",
+           "--cv_out", str(own / "cv"), *fit_argv, "--trainer.logger.save_dir", str(own)]
     t0 = time.perf_counter()
-    (row,) = cv.run_folds(argv, [k], name=f"{tag}-fold{k}", out=own / "cv")
-    row = {"fold": row["fold"], **{m: row[f"test/emotion/{m}"] for m in METRICS},
-           "gender_acc": row.get("test/gender/acc"), "seconds": time.perf_counter() - t0}
-    print(f"[bench_accuracy] {recipe} {row['fold']}: UA {row['ua']:.3f} ({row['seconds']:.0f} s)", flush=True)
+    code = subprocess.call(cmd, cwd=cwd)
+    if code != 0:
+        raise RuntimeError(f"{label}: fold {k} failed (exit status {code}); its messages are above")
+    report = json.loads((own / "cv" / f"fold{k}.json").read_text())
+    metrics = report["metrics"]
+    row = {"fold": report["fold"], **{m: metrics[f"test/emotion/{m}"] for m in METRICS},
+           "gender_acc": metrics.get("test/gender/acc"), "seconds": time.perf_counter() - t0}
+    print(f"[bench_accuracy] {label} {row['fold']}: UA {row['ua']:.3f} ({row['seconds']:.0f} s)", flush=True)
     return row
 
 
@@ -69,10 +76,13 @@ def run_recipes(recipes: list[str], common: list[str], extra: list[str], folds, 
     """Every fold of every recipe, ``jobs`` fit processes at a time."""
     from concurrent.futures import ThreadPoolExecutor
 
+    cwd = Path.cwd()
+    fit_argvs = [recipe_argv(r, common, extra)[1:] for r in recipes]  # absolute paths, resolved once here
     tasks = [(i, k) for i in range(len(recipes)) for k in folds]
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        rows = list(pool.map(lambda t: run_fold(recipes[t[0]], common, extra, t[1], logs, f"recipe{t[0] + 1}"), tasks))
+        rows = list(pool.map(lambda t: run_fold(recipes[t[0]], fit_argvs[t[0]], t[1], logs, f"recipe{t[0] + 1}", cwd),
+                             tasks))
     wall = time.perf_counter() - t0
     out = []
     for i, recipe in enumerate(recipes):
