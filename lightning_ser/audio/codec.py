@@ -22,8 +22,12 @@ import io
 import os
 from dataclasses import dataclass
 
-import av
 import numpy as np
+
+try:  # a core dependency, but only codec work needs it: a plain fit runs without it
+    import av
+except ImportError:  # pragma: no cover - exercised in a subprocess by the tests
+    av = None
 
 # Bump when encode/decode/alignment changes the decoded samples: invalidates stored variants.
 CODEC_VERSION = 1
@@ -128,6 +132,14 @@ def default_specs() -> list[CodecSpec]:
 
 
 # ----------------------------------------------------------------------------- helpers
+def _require_av():
+    """PyAV, or a :class:`CodecError` that says how to get it."""
+    if av is None:
+        raise CodecError("codec work (encoding, decoding, resampling with libswresample) needs PyAV: "
+                         "pip install av (it is a dependency of lightning_ser; this environment lacks it)")
+    return av
+
+
 def _mono_frame(x: np.ndarray, sr: int) -> av.AudioFrame:
     frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(x, np.float32)[None, :], format="flt", layout="mono")
     frame.sample_rate = sr
@@ -148,7 +160,7 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int, fmt: str = "flt") -> np.nda
         return np.asarray(x, np.float32)
     if len(x) == 0:
         return np.zeros(0, np.int16 if fmt == "s16" else np.float32)
-    rs = av.AudioResampler(format=fmt, layout="mono", rate=sr_out)
+    rs = _require_av().AudioResampler(format=fmt, layout="mono", rate=sr_out)
     return _frames_to_array(rs.resample(_mono_frame(x, sr_in)) + rs.resample(None))
 
 
@@ -179,7 +191,7 @@ def encode(x: np.ndarray, sr: int = 16000, spec: CodecSpec | None = None) -> byt
     if len(x) == 0:
         raise ValueError(f"{spec.name}: cannot encode an empty waveform")
     fmt = _FORMATS[spec.codec]
-    if fmt.encoder not in av.codecs_available:
+    if fmt.encoder not in _require_av().codecs_available:
         raise CodecError(f"{spec.name}: encoder {fmt.encoder!r} is not in this PyAV/ffmpeg build "
                          f"(av {av.__version__}); install a PyAV with {fmt.encoder} or drop {spec.codec}")
     y = resample(x, sr, fmt.rate)
@@ -210,6 +222,7 @@ def encode(x: np.ndarray, sr: int = 16000, spec: CodecSpec | None = None) -> byt
 def _decode_raw(data: bytes, spec: CodecSpec) -> tuple[np.ndarray, int]:
     """Decode to float32 at the decoder's rate, each frame placed at its pts (negative-time
     samples, i.e. a pre-skip the decoder left in, are dropped; gaps are zero-filled)."""
+    _require_av()
     try:
         with av.open(io.BytesIO(data), "r") as inp:
             if not inp.streams.audio:
@@ -304,7 +317,7 @@ def codec_delay(spec: CodecSpec, sr: int = 16000) -> int:
 
 # ----------------------------------------------------------------------------- versions
 def _bundled_lib(prefix: str) -> ctypes.CDLL | None:
-    libs = os.path.join(os.path.dirname(os.path.dirname(av.__file__)), "av.libs")
+    libs = os.path.join(os.path.dirname(os.path.dirname(_require_av().__file__)), "av.libs")
     hits = sorted(glob.glob(os.path.join(libs, prefix + "*.so*")))
     try:
         return ctypes.CDLL(hits[0]) if hits else ctypes.CDLL(prefix + ".so.0")
@@ -316,7 +329,7 @@ def _bundled_lib(prefix: str) -> ctypes.CDLL | None:
 def codec_library_version(codec: str) -> str:
     """Best-effort version string of the library behind ``codec`` (e.g. ``"libopus 1.6.1"``),
     read from PyAV's bundled shared library; libavcodec's version when not found."""
-    fallback = "libavcodec " + ".".join(map(str, av.library_versions["libavcodec"]))
+    fallback = "libavcodec " + ".".join(map(str, _require_av().library_versions["libavcodec"]))
     probes = {"opus": ("libopus", "opus_get_version_string"), "mp3": ("libmp3lame", "get_lame_version")}
     if codec in probes:
         lib = _bundled_lib(probes[codec][0])
@@ -330,5 +343,5 @@ def codec_library_version(codec: str) -> str:
 
 def av_version() -> str:
     """PyAV and libav* versions as one string (part of the variant cache key)."""
-    libs = ",".join(f"{k}={'.'.join(map(str, v))}" for k, v in sorted(av.library_versions.items()))
+    libs = ",".join(f"{k}={'.'.join(map(str, v))}" for k, v in sorted(_require_av().library_versions.items()))
     return f"av {av.__version__} ({libs})"
