@@ -64,3 +64,32 @@ def missing_configs(argv: Sequence[str]) -> list[str]:
     names = [a for prev, a in zip(resolved, resolved[1:]) if prev in CONFIG_FLAGS]
     names += [a.split("=", 1)[1] for a in resolved if a.startswith("--config=")]
     return [n for n in names if not Path(n).expanduser().is_file()]
+
+
+def config_sections(argv: Sequence[str], keep: Sequence[str]) -> list[str]:
+    """``argv`` with each ``-c FILE`` replaced by ``-c YAML`` holding only the file's top-level
+    ``keep`` entries, in place (so later options still win). A command that reads only data
+    options can then take a whole training config (``configs/experiment/*.yaml``), whose model
+    and trainer sections are ``fit``'s."""
+    import yaml
+
+    out, argv, i = [], list(argv), 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in CONFIG_FLAGS or arg.startswith("--config="):
+            name = arg.split("=", 1)[1] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else "")
+            i += 1 if "=" in arg else 2
+            path = Path(resolve_config(name)).expanduser()
+            if not path.is_file():  # a YAML string, or a missing file the parser reports
+                out += ["-c", name]
+                continue
+            config = yaml.safe_load(path.read_text()) or {}
+            if not isinstance(config, dict):
+                out += ["-c", str(path)]  # the parser reports what is wrong with it
+                continue
+            kept = {k: v for k, v in config.items() if k in keep}
+            out += ["-c", yaml.safe_dump(kept or {"data": {}}, sort_keys=False)]
+            continue
+        out.append(arg)
+        i += 1
+    return out

@@ -66,3 +66,19 @@ def test_two_corpora_train_in_one_label_space(tmp_path):
     batch = next(iter(dm.train_dataloader()))
     feats = dm.featurize(batch, train=True, epoch=0)["features"]
     assert feats.shape[0] == 8 and torch.isfinite(feats).all()
+
+
+def test_prepare_takes_a_whole_experiment_config_and_reads_only_its_data_section(tmp_path):
+    """`prepare -c configs/experiment/emodb.yaml` (model and trainer sections inside) builds the
+    store the recipe will use; options after the file still win over it."""
+    root = make_emodb(tmp_path / "EmoDB", speakers=("03", "08", "10", "09"), emotions=("W", "N"))
+    recipe = Path(__file__).resolve().parent.parent / "configs" / "experiment" / "emodb.yaml"
+    proc = subprocess.run([sys.executable, "-m", "lightning_ser", "prepare", "-c", str(recipe), "--root", str(root),
+                           "--cache_dir", str(tmp_path / "cache"), "--data.store_workers", "0", "--fold", "1"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "speakers: 4" in proc.stdout and "split loso" in proc.stdout, proc.stdout  # the recipe's protocol
+    bad = subprocess.run([sys.executable, "-m", "lightning_ser", "prepare", "-c", str(recipe), "--root", str(root),
+                          "--cache_dir", str(tmp_path / "cache"), "--model.lr", "0.1"],
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode != 0 and "model.lr" in bad.stderr  # on the command line a model option is still refused

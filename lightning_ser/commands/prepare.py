@@ -56,13 +56,17 @@ def data_parser(command: str, add_options: Callable | None = None):
 
 def build_datamodule(argv: Sequence[str], command: str, add_options: Callable | None = None, notes: str = ""):
     """Parse ``--data.*`` / ``-c`` (and the command's own) options into a :class:`SERDataModule`.
+    A ``-c`` file's other sections (a training config's ``model``, ``trainer``) are left out.
 
     ``--help`` prints one line per option, ``--help-all`` every detail. Returns ``(datamodule, cfg)``.
     """
     from lightning_ser.cli_help import HELP_ALL, short_help
 
+    from lightning_ser.config_files import config_sections
+
     parser = data_parser(command, add_options)
-    argv = expand_short_options(argv)
+    own = {key.split(".")[0] for key in parser.get_defaults().keys()} - {"config"}
+    argv = config_sections(expand_short_options(argv), keep=sorted(own))
     if "--help" in argv or "-h" in argv:
         print(short_help(parser, parser.description, notes))
         sys.exit(0)
