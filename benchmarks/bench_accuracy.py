@@ -57,6 +57,8 @@ def recipe_argv(recipe: str, common: list[str], extra: list[str]) -> list[str]:
 def run_fold(label: str, fit_argv: list[str], k: int, logs: Path, tag: str, cwd: Path) -> dict:
     """One fold of one recipe: ``lightning_ser cv --folds k`` in its own process (so no option
     parsing runs in this process's threads); test metrics and wall seconds."""
+    from lightning_ser.fold_report import read_fold_report
+
     own = logs / f"{tag}-fold{k}"  # a run folder per task, so parallel folds never share one
     cmd = [sys.executable, "-m", "lightning_ser", "cv", "--folds", str(k), "--cv_name", f"{tag}-fold{k}",
            "--cv_out", str(own / "cv"), *fit_argv, "--trainer.logger.save_dir", str(own)]
@@ -64,10 +66,9 @@ def run_fold(label: str, fit_argv: list[str], k: int, logs: Path, tag: str, cwd:
     code = subprocess.call(cmd, cwd=cwd)
     if code != 0:
         raise RuntimeError(f"{label}: fold {k} failed (exit status {code}); its messages are above")
-    report = json.loads((own / "cv" / f"fold{k}.json").read_text())
-    metrics = report["metrics"]
-    row = {"fold": report["fold"], **{m: metrics[f"test/emotion/{m}"] for m in METRICS},
-           "gender_acc": metrics.get("test/gender/acc"), "seconds": time.perf_counter() - t0}
+    report = read_fold_report(own / "cv" / f"fold{k}.json")
+    row = {"fold": report["fold"], **{m: report[f"test/emotion/{m}"] for m in METRICS},
+           "gender_acc": report.get("test/gender/acc"), "seconds": time.perf_counter() - t0}
     print(f"[bench_accuracy] {label} {row['fold']}: UA {row['ua']:.3f} ({row['seconds']:.0f} s)", flush=True)
     return row
 

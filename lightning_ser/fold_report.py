@@ -2,7 +2,8 @@
 
 ``lightning-ser cv`` (:mod:`lightning_ser.commands.cv`) runs each fold as a ``fit`` process with
 :data:`RESULT_ENV` set to a JSON path; after its test, the fold's process writes its metrics, run
-folder and W&B run there (:func:`report_fold`, called by the CLI's ``after_fit``).
+folder and W&B run there (:func:`report_fold`, called by the CLI's ``after_fit``), and ``cv``
+(or a benchmark that runs ``cv``) reads it back with :func:`read_fold_report`.
 """
 from __future__ import annotations
 
@@ -28,3 +29,10 @@ def report_fold(trainer, results: list[dict]) -> None:
               "run_dir": str(run_dir(trainer)),
               "wandb": None if wb is None else {"project": wb.name, "save_dir": wb.save_dir, "id": wb.version}}
     write_atomic(Path(path), json.dumps(report, indent=1).encode())
+
+
+def read_fold_report(path: str | os.PathLike) -> dict:
+    """A fold's report as one row: ``{"fold": "<split name>", "run_dir": ..., "wandb": ...,
+    "test/...": value, ...}``."""
+    report = json.loads(Path(path).read_text())
+    return {"fold": report["fold"], "run_dir": report["run_dir"], "wandb": report["wandb"], **report["metrics"]}

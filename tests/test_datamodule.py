@@ -203,6 +203,6 @@ def test_test_part_scores_the_chosen_speakers(tiny_synthetic_root, tmp_path):
         dm = make_dm(tiny_synthetic_root, tmp_path, test_part=part)
         dm.setup("test")
         rows = sorted(torch.cat([b["index"] for b in dm.test_dataloader()]).tolist())
-        assert rows == sorted(dm._rows[list(getattr(dm.split, part))].tolist())
+        assert rows == sorted(dm.catalogue.rows[list(getattr(dm.split, part))].tolist())
     with pytest.raises(ValueError, match="test_part"):
         make_dm(tiny_synthetic_root, tmp_path, test_part="everything")

@@ -62,7 +62,7 @@ def test_two_corpora_train_in_one_label_space(tmp_path):
     angry = dm.class_names.index("angry")
     for u in dm.split_utterances:
         if u.raw_emotion in ("W", "05"):
-            assert dm._labels.emotion[idx[u.utt_id]] == angry
+            assert dm.catalogue.labels.emotion[idx[u.utt_id]] == angry
     batch = next(iter(dm.train_dataloader()))
     feats = dm.featurize(batch, train=True, epoch=0)["features"]
     assert feats.shape[0] == 8 and torch.isfinite(feats).all()

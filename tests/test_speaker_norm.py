@@ -40,13 +40,13 @@ def test_each_speaker_is_normalised_with_its_own_utterances_only(tiny_synthetic_
     assert mean.shape == std.shape == (len(dm.speakers), 64)
     test_speakers = {dm.split_utterances[i].speaker for i in dm.split.test}
     for s, speaker in enumerate(dm.speakers):
-        rows = [dm._rows[i] for i, u in enumerate(dm.split_utterances) if u.speaker == speaker]
+        rows = [dm.catalogue.rows[i] for i, u in enumerate(dm.split_utterances) if u.speaker == speaker]
         want_mean, want_std = _stats_from_rows(dm, rows)
         torch.testing.assert_close(mean[s], want_mean, atol=1e-3, rtol=1e-4)
         torch.testing.assert_close(std[s], want_std, atol=1e-3, rtol=1e-4)
     assert test_speakers <= set(dm.speakers)  # the test speaker has statistics of its own
     # the pooled statistics saved for `predict_speaker: training` come from the training part only
-    train_rows = [dm._rows[i] for i in dm.split.train]
+    train_rows = [dm.catalogue.rows[i] for i in dm.split.train]
     torch.testing.assert_close(dm.training_stats[0], _stats_from_rows(dm, train_rows)[0], atol=1e-3, rtol=1e-4)
 
 

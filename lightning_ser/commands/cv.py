@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Sequence
 
 from lightning_ser.errors import UserError
-from lightning_ser.fold_report import RESULT_ENV
+from lightning_ser.fold_report import RESULT_ENV, read_fold_report
 
 COLUMNS = ("emotion/ua", "emotion/wa", "emotion/f1", "emotion/top3", "gender/acc",
            "vad/ccc_valence", "vad/ccc_arousal", "vad/ccc_dominance")
@@ -97,9 +97,7 @@ def run_folds(argv: Sequence[str], folds: Sequence[int] | None = None, *, name: 
             raise FoldError(f"cv {name}: fold {k} failed (exit status {code}); its messages are above")
         if _global_rank() != 0:
             continue  # rank 0 reports; the other ranks only take part in the folds
-        report = json.loads(result.read_text())
-        rows.append({"fold": report["fold"], "run_dir": report["run_dir"], "wandb": report["wandb"],
-                     **report["metrics"]})
+        rows.append(read_fold_report(result))
     return rows
 
 

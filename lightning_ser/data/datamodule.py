@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -36,7 +35,7 @@ from lightning_ser.corpora.base import CorpusScan, Utterance
 from lightning_ser.data import storage
 from lightning_ser.data.catalogue import Catalogue, check_fold, check_one_batch, condition_copies, make_catalogue
 from lightning_ser.data.corpus import default_root, scan_corpora, select_utterances
-from lightning_ser.data.dataset import LabelTable, StoreDataset
+from lightning_ser.data.dataset import StoreDataset
 from lightning_ser.data.featurize import DeviceFeaturizer, build_pipeline
 from lightning_ser.data.files import FileDataset, collate_files, expand_audio_paths, speaker_groups
 from lightning_ser.data.loaders import default_num_workers, store_loader
@@ -234,14 +233,6 @@ class SERDataModule(L.LightningDataModule):
     @property
     def speakers(self) -> list[str]:
         return [] if self.catalogue is None else self.catalogue.speakers
-
-    @property
-    def _rows(self) -> np.ndarray:  # kept for benchmarks and tests: ``catalogue.rows``
-        return self.catalogue.rows
-
-    @property
-    def _labels(self) -> LabelTable:  # kept for benchmarks and tests: ``catalogue.labels``
-        return self.catalogue.labels
 
     # ------------------------------------------------------------------ prepare, setup
     def prepare_data(self) -> None:
