@@ -132,7 +132,7 @@ def _make_cli_class():
             # `test --ckpt_path X --model.tta_views 8` would silently test with 1 view. Options
             # given on the command line win.
             sub = self.config.get("subcommand")
-            given = {a.split("=", 1)[0][2:] for a in self.argv if a.startswith("--model.")}
+            given = _model_keys_given(self.argv)
             keep = {k: self.config[f"{sub}.{k}"] for k in given if sub and f"{sub}.{k}" in self.config}
             super()._parse_ckpt_path()
             for key, value in keep.items():
@@ -156,6 +156,27 @@ def _make_cli_class():
             report_fold(self.trainer, results)
 
     return SERLightningCLI
+
+
+def _model_keys_given(argv: Sequence[str]) -> set[str]:
+    """``model.KEY`` for each model option on the command line: ``--model.KEY[=]V`` or a whole
+    ``--model[=]'{KEY: V, ...}'`` (its top-level keys)."""
+    import yaml
+
+    keys = set()
+    for i, arg in enumerate(argv):
+        if arg.startswith("--model."):
+            keys.add(arg.split("=", 1)[0][2:])
+        elif arg == "--model" or arg.startswith("--model="):
+            value = arg.split("=", 1)[1] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else "")
+            try:
+                given = yaml.safe_load(value)
+            except yaml.YAMLError:
+                continue  # not a dict (e.g. a file name): the parser reports or reads it
+            if isinstance(given, dict):
+                given = given.get("init_args", given)
+                keys |= {f"model.{k}" for k in given if k != "class_path"}
+    return keys
 
 
 TEST_CKPTS = ("last", "best")

@@ -93,6 +93,9 @@ def test_fit_test_predict_with_wandb_offline(tiny_synthetic_root, tmp_path):
                         "--model.eval_window_frames", "20", "--model.eval_hop_frames", "10"], tmp_path)
     loss = printed_metric(out, "test/emotion/loss")
     assert printed_metric(windowed, "test/emotion/loss") != pytest.approx(loss, abs=1e-5)
+    as_dict = run_cli(["test", "-c", str(run_folder / "config.yaml"), "--ckpt_path", str(tested),
+                       "--model", '{"eval_window_frames": 20, "eval_hop_frames": 10}'], tmp_path)
+    assert printed_metric(as_dict, "test/emotion/loss") == pytest.approx(printed_metric(windowed, "test/emotion/loss"))
 
     # predict from the checkpoint alone (tests/test_predict_export.py has the details)
     wavs = sorted(tiny_synthetic_root.rglob("*.wav"))[:3]
