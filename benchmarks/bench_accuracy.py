@@ -184,7 +184,8 @@ def main(argv=None) -> dict:
     os.environ.setdefault("WANDB_MODE", "offline")
     if args.jobs > 1:  # small networks use cores better as parallel folds than as intra-op threads
         os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // args.jobs))
-    logs = Path(tempfile.mkdtemp(prefix="bench_accuracy_"))  # per-fold logs and checkpoints, not kept
+    logs = Path(tempfile.mkdtemp(prefix="bench_accuracy_"))  # per-fold logs and checkpoints, kept for reuse
+    print(f"[bench_accuracy] fold runs and checkpoints: {logs} (benchmarks/bench_fusion.py --runs reads them)", flush=True)
     common = data_args(args.corpus, args.root, args.cache_dir) + [
         "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.enable_progress_bar", "false"]
     from lightning_ser.cli import run_lightning
@@ -196,7 +197,7 @@ def main(argv=None) -> dict:
     recipes = run_recipes(args.recipe, common, extra, folds, logs, args.jobs)
     report = {"benchmark": "bench_accuracy", "corpus": args.corpus, "protocol": probe.split.name.split("-")[0],
               "command": "python benchmarks/bench_accuracy.py " + shlex.join(argv),
-              "hardware": hardware, "jobs": args.jobs, "recipes": recipes, "baseline": baseline}
+              "hardware": hardware, "jobs": args.jobs, "recipes": recipes, "baseline": baseline, "runs_dir": str(logs)}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"accuracy_{args.corpus}.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / f"accuracy_{args.corpus}.md").write_text(markdown(report))

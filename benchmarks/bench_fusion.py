@@ -1,0 +1,154 @@
+"""Late fusion of trained fold networks with the functionals baseline (a measurement, not a recipe).
+
+``bench_accuracy.py`` keeps each fold's run under ``/tmp/bench_accuracy_*/recipeN-foldK/version_0``
+(``config.yaml`` and ``checkpoints/last.ckpt``). For each such fold this script tests the
+checkpoint again (``lightning_ser test``, recording each test utterance's emotion posteriors),
+fits the functionals + logistic-regression baseline on the same fold's training and validation
+speakers (:mod:`lightning_ser.baseline`, with the run's normalisation: per speaker when the run
+used ``normalize: speaker``, else global) and scores three predictions on the held-out speaker:
+the network alone, the baseline alone, and the mean of their posteriors.
+
+usage:
+  python benchmarks/bench_fusion.py --runs /tmp/bench_accuracy_XXXX [--corpus emodb] [--out DIR]
+
+Writes ``fusion_<corpus>.json`` and ``.md`` under ``--out`` (default ``benchmarks/results``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `hardware` also when loaded by path
+from bench_accuracy import mean_std  # noqa: E402
+from hardware import describe  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=Path, required=True, help="a bench_accuracy run folder (recipeN-foldK inside)")
+    ap.add_argument("--corpus", default="emodb")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    return ap
+
+
+class PosteriorRecorder:
+    """Wraps ``SERModule._eval_step`` so that test batches also record ``(store rows, (B, C) posteriors)``."""
+
+    def __init__(self) -> None:
+        from lightning_ser.module import SERModule
+
+        self.records: list[tuple[np.ndarray, np.ndarray]] = []
+        original = SERModule._eval_step
+        recorder = self
+
+        def eval_step(module, split, batch, dataloader_idx, tta):
+            if split == "test":
+                with torch.no_grad():
+                    scores, _ = module.score_batch(batch, tta=tta)
+                recorder.records.append((batch["index"].cpu().numpy(), scores["emotion"].float().cpu().numpy()))
+            return original(module, split, batch, dataloader_idx, tta)
+
+        SERModule._eval_step = eval_step
+
+    def test(self, run: Path) -> dict[int, np.ndarray]:
+        """Store row → emotion posteriors ``(C,)`` for every test utterance of one fold's run."""
+        from lightning_ser.cli import run_lightning
+
+        self.records.clear()
+        run_lightning(["test", "-c", str(run / "config.yaml"), "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
+                       "--trainer.logger", "false", "--trainer.callbacks", "null",
+                       "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"])
+        return {int(r): p for rows, probs in self.records for r, p in zip(rows, probs)}
+
+
+def main(argv=None) -> dict:
+    args = parser().parse_args(argv)
+    from sklearn.linear_model import LogisticRegression
+
+    from lightning_ser.baseline import Functionals, standardise, unweighted_recall
+    from lightning_ser.cli import run_lightning
+    from lightning_ser.splits import make_splits
+
+    hardware = describe()
+    runs = sorted(args.runs.glob("recipe*-fold*/version_0"),
+                  key=lambda p: tuple(map(int, re.findall(r"\d+", p.parent.name))))
+    if not runs:
+        raise SystemExit(f"no recipeN-foldK/version_0 folders under {args.runs}")
+    recorder = PosteriorRecorder()
+    cache: dict = {}
+    by_recipe: dict[str, list[dict]] = {}
+    for run in runs:
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        data = cfg["data"]
+        mode = "speaker" if (data.get("features") or {}).get("normalize") == "speaker" else "global"
+        key = (data["corpus"], data["root"])
+        if key not in cache:  # functionals of every utterance, once per corpus
+            dm = run_lightning(["--data.corpus", data["corpus"], "--data.root", data["root"], "--data.cache_dir",
+                                data["cache_dir"], "--data.protocol", data["protocol"], "--trainer.logger", "false"],
+                               run=False).datamodule
+            dm.prepare_data()
+            dm.setup("fit")
+            fx = Functionals(sample_rate=dm.sample_rate, n_mels=dm.pipeline.logmel.n_mels)
+            rows = np.asarray(dm.catalogue.rows)
+            x = np.stack([fx(torch.from_numpy(dm.store.read(int(r)).astype(np.float32) / 32768.0)) for r in rows])
+            splits = make_splits(dm.split_utterances, dm.hparams.protocol, seed=dm.hparams.seed,
+                                 **(dm.hparams.protocol_options or {}))
+            cache[key] = (rows, x, dm.catalogue.labels.emotion, np.array([u.speaker for u in dm.split_utterances]), splits)
+        rows, x, y, speakers, splits = cache[key]
+        split = splits[int(data["fold"])]
+        train, test = np.array(split.train + split.val), np.array(split.test)
+        z = standardise(x, speakers, train, mode)
+        lr = LogisticRegression(C=1.0, max_iter=5000, class_weight="balanced", random_state=0).fit(z[train], y[train])
+        p_lr = lr.predict_proba(z[test])
+        posteriors = recorder.test(run)
+        p_net = np.stack([posteriors[int(rows[i])] for i in test])
+        yt = y[test]
+        row = {"fold": split.name, "normalisation": mode, "network": unweighted_recall(yt, p_net.argmax(1)),
+               "functionals_lr": unweighted_recall(yt, p_lr.argmax(1)),
+               "fused": unweighted_recall(yt, (p_net + p_lr).argmax(1))}
+        print(f"[bench_fusion] {run.parent.name} {row}", flush=True)
+        by_recipe.setdefault(run.parent.name.split("-")[0], []).append(row)
+    report = {"benchmark": "bench_fusion", "corpus": args.corpus,
+              "command": "python benchmarks/bench_fusion.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
+              "hardware": hardware, "recipes": {}}
+    for name, rows_ in by_recipe.items():
+        summary = {}
+        for col in ("network", "functionals_lr", "fused"):
+            summary[col + "_mean"], summary[col + "_std"] = mean_std([r[col] for r in rows_])
+            summary[col + "_min"] = min(r[col] for r in rows_)
+        report["recipes"][name] = {"normalisation": rows_[0]["normalisation"], "folds": rows_, **summary}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"fusion_{args.corpus}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / f"fusion_{args.corpus}.md").write_text(markdown(report))
+    print(markdown(report))
+    return report
+
+
+def markdown(report: dict) -> str:
+    lines = [f"# Late fusion on {report['corpus']}: fold networks + functionals baseline", "",
+             f"`{report['command']}`", "",
+             "Test UA per held-out speaker: the fold's network alone (its `last.ckpt`), the functionals + "
+             "logistic-regression baseline alone, and the mean of their posteriors.", ""]
+    for name, r in report["recipes"].items():
+        lines += [f"## {name} ({r['normalisation']} normalisation)", "", "| fold | network | functionals + LR | fused |",
+                  "|---|---:|---:|---:|"]
+        lines += [f"| {f['fold']} | {f['network']:.3f} | {f['functionals_lr']:.3f} | {f['fused']:.3f} |" for f in r["folds"]]
+        lines.append("| mean ± std | " + " | ".join(f"{r[c + '_mean']:.3f} ± {r[c + '_std']:.3f}"
+                                                  for c in ("network", "functionals_lr", "fused")) + " |")
+        lines.append("| lowest fold | " + " | ".join(f"{r[c + '_min']:.3f}" for c in ("network", "functionals_lr", "fused")) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
