@@ -104,24 +104,33 @@ def summary(rows: list[dict]) -> dict:
     return out
 
 
-def run_baseline(common: list[str], recipe: str, folds) -> dict[str, dict]:
-    """The functionals baseline on the folds the recipe's data settings give."""
+def functionals_table(dm) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
+    """For a (not yet set up) datamodule: functionals ``(N, D)`` of every stored utterance (rows in
+    ``dm.catalogue.rows`` order), emotion labels ``(N,)``, speakers ``(N,)`` and the protocol's splits."""
     import torch
-    from sklearn.metrics import f1_score
 
-    from lightning_ser.baseline import Functionals, fit_predict, unweighted_recall
-    from lightning_ser.cli import run_lightning
+    from lightning_ser.baseline import Functionals
     from lightning_ser.splits import make_splits
 
-    dm = run_lightning(recipe_argv(recipe, common, [])[1:], run=False).datamodule
     dm.prepare_data()
     dm.setup("fit")
     fx = Functionals(sample_rate=dm.sample_rate, n_mels=dm.pipeline.logmel.n_mels)
     x = np.stack([fx(torch.from_numpy(dm.store.read(int(r)).astype(np.float32) / 32768.0)) for r in dm.catalogue.rows])
-    y = dm.catalogue.labels.emotion
     speakers = np.array([u.speaker for u in dm.split_utterances])
     splits = make_splits(dm.split_utterances, dm.hparams.protocol, seed=dm.hparams.seed,
                          **(dm.hparams.protocol_options or {}))
+    return x, dm.catalogue.labels.emotion, speakers, splits
+
+
+def run_baseline(common: list[str], recipe: str, folds) -> dict[str, dict]:
+    """The functionals baseline on the folds the recipe's data settings give."""
+    from sklearn.metrics import f1_score
+
+    from lightning_ser.baseline import fit_predict, unweighted_recall
+    from lightning_ser.cli import run_lightning
+
+    dm = run_lightning(recipe_argv(recipe, common, [])[1:], run=False).datamodule
+    x, y, speakers, splits = functionals_table(dm)
     out = {}
     for mode in ("global", "speaker"):
         rows = []

@@ -33,7 +33,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `hardware` also when loaded by path
-from bench_accuracy import mean_std  # noqa: E402
+from bench_accuracy import functionals_table, mean_std  # noqa: E402
 from hardware import describe  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -84,11 +84,8 @@ def test_posteriors(run: Path, tmp: Path) -> dict[int, np.ndarray]:
 
 def main(argv=None) -> dict:
     args = parser().parse_args(argv)
-    from sklearn.linear_model import LogisticRegression
-
-    from lightning_ser.baseline import Functionals, standardise, unweighted_recall
+    from lightning_ser.baseline import fit_predict_proba, unweighted_recall
     from lightning_ser.cli import run_lightning
-    from lightning_ser.splits import make_splits
 
     hardware = describe()
     runs = sorted(args.runs.glob("recipe*-fold*/version_0"),
@@ -107,20 +104,12 @@ def main(argv=None) -> dict:
             dm = run_lightning(["--data.corpus", data["corpus"], "--data.root", data["root"], "--data.cache_dir",
                                 data["cache_dir"], "--data.protocol", data["protocol"], "--trainer.logger", "false"],
                                run=False).datamodule
-            dm.prepare_data()
-            dm.setup("fit")
-            fx = Functionals(sample_rate=dm.sample_rate, n_mels=dm.pipeline.logmel.n_mels)
-            rows = np.asarray(dm.catalogue.rows)
-            x = np.stack([fx(torch.from_numpy(dm.store.read(int(r)).astype(np.float32) / 32768.0)) for r in rows])
-            splits = make_splits(dm.split_utterances, dm.hparams.protocol, seed=dm.hparams.seed,
-                                 **(dm.hparams.protocol_options or {}))
-            cache[key] = (rows, x, dm.catalogue.labels.emotion, np.array([u.speaker for u in dm.split_utterances]), splits)
+            table = functionals_table(dm)  # sets the datamodule up
+            cache[key] = (np.asarray(dm.catalogue.rows), *table)
         rows, x, y, speakers, splits = cache[key]
         split = splits[int(data["fold"])]
         train, test = np.array(split.train + split.val), np.array(split.test)
-        z = standardise(x, speakers, train, mode)
-        lr = LogisticRegression(C=1.0, max_iter=5000, class_weight="balanced", random_state=0).fit(z[train], y[train])
-        p_lr = lr.predict_proba(z[test])
+        p_lr = fit_predict_proba(x, y, speakers, train, test, mode)
         posteriors = test_posteriors(run, tmp)
         p_net = np.stack([posteriors[int(rows[i])] for i in test])
         yt = y[test]

@@ -68,9 +68,10 @@ def standardise(x: np.ndarray, groups: np.ndarray, fit_rows: np.ndarray, mode: s
     return out
 
 
-def fit_predict(x: np.ndarray, y: np.ndarray, speakers: Sequence[str], train: np.ndarray, test: np.ndarray,
-                normalisation: str = "global", c: float = 1.0, seed: int = 0) -> np.ndarray:
-    """Fit on rows ``train``, return predicted classes of rows ``test``.
+def fit_predict_proba(x: np.ndarray, y: np.ndarray, speakers: Sequence[str], train: np.ndarray, test: np.ndarray,
+                      normalisation: str = "global", c: float = 1.0, seed: int = 0) -> np.ndarray:
+    """Fit on rows ``train``; return class posteriors ``(len(test), C)`` of rows ``test`` (columns:
+    the sorted classes of ``y[train]``).
 
     Logistic regression (L2, ``C=c``, lbfgs, balanced class weights) on standardised functionals.
     """
@@ -81,7 +82,14 @@ def fit_predict(x: np.ndarray, y: np.ndarray, speakers: Sequence[str], train: np
     z = standardise(x, np.asarray(speakers), np.asarray(train), normalisation)
     clf = LogisticRegression(C=c, max_iter=5000, class_weight="balanced", random_state=seed)
     clf.fit(z[train], y[train])
-    return clf.predict(z[test])
+    return clf.predict_proba(z[test])
+
+
+def fit_predict(x: np.ndarray, y: np.ndarray, speakers: Sequence[str], train: np.ndarray, test: np.ndarray,
+                normalisation: str = "global", c: float = 1.0, seed: int = 0) -> np.ndarray:
+    """Fit on rows ``train``, return predicted classes of rows ``test`` (:func:`fit_predict_proba`'s argmax)."""
+    proba = fit_predict_proba(x, y, speakers, train, test, normalisation, c, seed)
+    return np.unique(np.asarray(y)[np.asarray(train)])[proba.argmax(1)]
 
 
 def unweighted_recall(y_true: np.ndarray, y_pred: np.ndarray) -> float:

@@ -61,7 +61,6 @@ def build_datamodule(argv: Sequence[str], command: str, add_options: Callable | 
     ``--help`` prints one line per option, ``--help-all`` every detail. Returns ``(datamodule, cfg)``.
     """
     from lightning_ser.cli_help import HELP_ALL, short_help
-
     from lightning_ser.config_files import config_sections
 
     parser = data_parser(command, add_options)
