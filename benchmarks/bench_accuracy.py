@@ -68,7 +68,8 @@ def run_fold(label: str, fit_argv: list[str], k: int, logs: Path, tag: str, cwd:
         raise RuntimeError(f"{label}: fold {k} failed (exit status {code}); its messages are above")
     report = read_fold_report(own / "cv" / f"fold{k}.json")
     row = {"fold": report["fold"], **{m: report[f"test/emotion/{m}"] for m in METRICS},
-           "gender_acc": report.get("test/gender/acc"), "seconds": time.perf_counter() - t0}
+           "gender_acc": report.get("test/gender/acc"), "network_ua": report.get("test/emotion/network_ua"),
+           "seconds": time.perf_counter() - t0}
     print(f"[bench_accuracy] {label} {row['fold']}: UA {row['ua']:.3f} ({row['seconds']:.0f} s)", flush=True)
     return row
 
@@ -99,6 +100,9 @@ def summary(rows: list[dict]) -> dict:
     for m in METRICS:
         out[f"{m}_mean"], out[f"{m}_std"] = mean_std([r[m] for r in rows])
     out["min_ua"] = min(r["ua"] for r in rows)
+    if all(r.get("network_ua") is not None for r in rows):  # a fused recipe: its network alone too
+        out["network_ua_mean"], out["network_ua_std"] = mean_std([r["network_ua"] for r in rows])
+        out["network_min_ua"] = min(r["network_ua"] for r in rows)
     if "seconds" in rows[0]:
         out["seconds_total"] = sum(r["seconds"] for r in rows)
     return out
@@ -153,6 +157,9 @@ def markdown(report: dict) -> str:
     for i, r in enumerate(recipes):
         lines.append(f"- recipe {i + 1}: `{r['recipe']}`: {r['seconds_total'] / 60:.1f} min of fit processes "
                      f"summed over {len(r['folds'])} folds (each fold trains, then tests)")
+        if "network_ua_mean" in r:
+            lines.append(f"  - its network alone, without the functionals classifier it is fused with: UA "
+                         f"{r['network_ua_mean']:.3f} ± {r['network_ua_std']:.3f} (lowest fold {r['network_min_ua']:.3f})")
     lines.append(f"- wall time for all recipes and folds: {recipes[0]['wall_seconds_all_recipes'] / 60:.1f} min, "
                  f"{report['jobs']} fold(s) at a time")
     hw = report["hardware"]

@@ -8,9 +8,10 @@ Missing labels are ignored: ``-100`` classes via ``ignore_index``, VAD rows wher
 False are filtered out. A task with no labelled item over the whole (synced) epoch is left out of
 :meth:`SERMetrics.compute`, the same way on every rank.
 
-Conventions worth knowing (both torchmetrics'): macro averages skip classes that are neither
-present nor predicted, but a class predicted and never present counts with recall 0 (sklearn does
-the same); ``ConcordanceCorrCoef`` uses unbiased (n−1) variances. CCC is computed from the
+Conventions worth knowing: UA is the mean recall over the classes present in the labels (the
+SER convention, and :func:`lightning_ser.baseline.unweighted_recall`'s): a class the speaker lacks
+does not count, even when it is predicted. Macro-F1 (torchmetrics', as sklearn's) averages over the
+classes present or predicted. ``ConcordanceCorrCoef`` uses unbiased (n−1) variances. CCC is computed from the
 covariance directly, so a constant prediction scores 0 (torchmetrics reports NaN when a variance
 is near zero, which bf16 outputs of an untrained head easily are).
 """
@@ -72,6 +73,14 @@ def normalize_confusion(cm: Tensor, normalize: str | None = "true") -> Tensor:
     return torch.where(den > 0, cm / den.clamp_min(1), torch.zeros_like(cm))
 
 
+def unweighted_recall(confusion: Tensor) -> Tensor:
+    """UA of a ``(C, C)`` count matrix (rows = true): the mean recall over the classes with a
+    labelled item."""
+    support = confusion.sum(1)
+    present = support > 0
+    return (confusion.diag()[present].float() / support[present].float()).mean()
+
+
 class _Support(Metric):
     """Labelled-item counts per task (emotion, gender, vad), summed across ranks."""
 
@@ -95,6 +104,8 @@ class SERMetrics(nn.Module):
         num_classes: emotion classes ``C``.
         class_names: names for per-class keys; default ``class0 … class{C−1}``.
         top_k: top-k accuracy reported as ``emotion/top{k}`` when ``C > top_k``.
+        network_ua: also report ``emotion/network_ua``, the UA of ``outputs["emotion_network"]``
+            (the network alone, when the module fuses it with the functionals classifier).
 
     ``update(outputs, batch)``: ``outputs["emotion"] (B, C)`` logits or probabilities (argmax and
     top-k do not care which), optional ``outputs["gender"] (B, 2)``, ``outputs["vad"] (B, 3)``;
@@ -104,7 +115,8 @@ class SERMetrics(nn.Module):
     "vad/ccc_arousal", "vad/ccc_dominance", "vad/ccc_mean"}`` (scalar tensors).
     """
 
-    def __init__(self, num_classes: int, class_names: Sequence[str] | None = None, top_k: int = 3) -> None:
+    def __init__(self, num_classes: int, class_names: Sequence[str] | None = None, top_k: int = 3,
+                 network_ua: bool = False) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes={num_classes}: need at least 2")
@@ -114,7 +126,6 @@ class SERMetrics(nn.Module):
         self.num_classes, self.class_names, self.top_k = num_classes, names, top_k
         kw = dict(num_classes=num_classes, ignore_index=IGNORE)
         self.emotion = MetricCollection({
-            "ua": MulticlassRecall(average="macro", **kw),
             "wa": MulticlassAccuracy(average="micro", **kw),
             "f1": MulticlassF1Score(average="macro", **kw),
             "recall": MulticlassRecall(average="none", **kw),
@@ -122,6 +133,7 @@ class SERMetrics(nn.Module):
         })
         self.topk = MulticlassAccuracy(top_k=top_k, average="micro", **kw) if num_classes > top_k else None
         self.confmat = MulticlassConfusionMatrix(**kw)
+        self.network_confmat = MulticlassConfusionMatrix(**kw) if network_ua else None
         self.gender_acc = MulticlassAccuracy(num_classes=2, average="micro", ignore_index=IGNORE)
         self.vad_ccc = CovarianceCCC(num_outputs=len(VAD_NAMES))
         self.support = _Support()
@@ -133,6 +145,8 @@ class SERMetrics(nn.Module):
             preds, target = outputs["emotion"].float(), batch["emotion"].long()
             self.emotion.update(preds, target)
             self.confmat.update(preds, target)
+            if self.network_confmat is not None:
+                self.network_confmat.update(outputs.get("emotion_network", outputs["emotion"]).float(), target)
             if self.topk is not None:
                 self.topk.update(preds, target)
             counts[0] = (target != IGNORE).sum()
@@ -152,7 +166,10 @@ class SERMetrics(nn.Module):
         out: dict[str, Tensor] = {}
         if counts[0] > 0:
             em = self.emotion.compute()
-            out["emotion/ua"], out["emotion/wa"], out["emotion/f1"] = em["ua"], em["wa"], em["f1"]
+            out["emotion/ua"] = unweighted_recall(self.confmat.compute())
+            if self.network_confmat is not None:
+                out["emotion/network_ua"] = unweighted_recall(self.network_confmat.compute())
+            out["emotion/wa"], out["emotion/f1"] = em["wa"], em["f1"]
             if self.topk is not None:
                 out[f"emotion/top{self.top_k}"] = self.topk.compute()
             for i, name in enumerate(self.class_names):
@@ -172,6 +189,7 @@ class SERMetrics(nn.Module):
         return normalize_confusion(self.confmat.compute(), normalize)
 
     def reset(self) -> None:
-        for m in (self.emotion, self.topk, self.confmat, self.gender_acc, self.vad_ccc, self.support):
+        for m in (self.emotion, self.topk, self.confmat, self.network_confmat, self.gender_acc, self.vad_ccc,
+                  self.support):
             if m is not None:
                 m.reset()

@@ -16,12 +16,14 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, Sequence
 
 import lightning.pytorch as pl
+from lightning.pytorch.utilities import rank_zero_info
 import torch
 from torch import Tensor, nn
 
 from lightning_ser.losses import MultitaskLoss
 from lightning_ser.metrics import SERMetrics
 from lightning_ser.models import build_backbone
+from lightning_ser.models.functionals import FunctionalsClassifier, fuse, utterance_functionals
 from lightning_ser.optim import OPTIMIZERS, SCHEDULERS, configure_optimisation
 from lightning_ser.windows import pool_windows, score_windows
 
@@ -58,6 +60,11 @@ class SERModule(pl.LightningModule):
         eval_hop_frames: sliding-window hop, in frames.
         tta_views: test/predict-time augmentation views, made by the ``tta_batches`` function
             given to :meth:`connect_data`.
+        functionals_weight: late fusion with a linear classifier on utterance functionals of the
+            input (:mod:`lightning_ser.models.functionals`), fitted on the training speakers'
+            whole utterances when ``fit`` starts: an utterance's emotion probabilities are
+            ``(1 - w) · network + w · functionals``. 0 (default): the network alone.
+        functionals_c: that classifier's inverse L2 strength (scikit-learn's ``C``).
 
     Eval-set names and the TTA view maker come from the data, not from hyperparameters: pass
     them with :meth:`connect_data`. A module run by a Trainer with a datamodule and never
@@ -86,6 +93,8 @@ class SERModule(pl.LightningModule):
         eval_window_frames: int = 400,
         eval_hop_frames: int = 200,
         tta_views: int = 1,
+        functionals_weight: float = 0.0,
+        functionals_c: float = 1.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net"])
@@ -97,6 +106,8 @@ class SERModule(pl.LightningModule):
             raise ValueError(f"eval_hop_frames={eval_hop_frames}: expected 0 < hop ≤ eval_window_frames={eval_window_frames}")
         if tta_views < 1:
             raise ValueError(f"tta_views={tta_views}: expected ≥ 1")
+        if not 0.0 <= functionals_weight <= 1.0:
+            raise ValueError(f"functionals_weight={functionals_weight}: expected a share in [0, 1]")
         self.class_names = list(class_names) if class_names is not None else [f"class{i}" for i in range(num_classes)]
         if len(self.class_names) != num_classes:
             raise ValueError(f"class_names has {len(self.class_names)} entries, num_classes={num_classes}")
@@ -104,6 +115,8 @@ class SERModule(pl.LightningModule):
         net_classes = getattr(self.net, "num_classes", num_classes)
         if net_classes != num_classes:
             raise ValueError(f"net has num_classes={net_classes}, module num_classes={num_classes}")
+        self.functionals = (FunctionalsClassifier(n_mels, num_classes, functionals_c)
+                            if functionals_weight > 0 else None)
         self.loss = MultitaskLoss(num_classes, task_weights, uncertainty_weighting, label_smoothing,
                                   class_weights, vad_loss)
         # split → one SERMetrics per eval dataloader (eval set), created on first use
@@ -158,15 +171,46 @@ class SERModule(pl.LightningModule):
 
         Returns ``(scores, windows)``: ``scores`` holds ``emotion (B, C)`` / ``gender (B, 2)``
         probabilities and ``vad (B, 3)``; ``windows`` is :meth:`window_scores` of the first view.
+        With a fitted functionals classifier (``functionals_weight``), ``emotion`` is its fusion
+        with the network's and ``emotion_network (B, C)`` the network's alone; the windows stay
+        the network's.
         """
         views = self._views(batch, tta)
         pooled, first = None, None
+        fused = self.functionals is not None and self.functionals.fitted
         for view in views:
             ws = self.window_scores(view["features"], view["frame_lengths"])
             p = self.pool_windows(ws, view["features"].shape[0])
+            if fused:
+                p["emotion_network"] = p["emotion"]
+                p["emotion"] = fuse(p["emotion"], self.functionals(view["features"], view["frame_lengths"]),
+                                    self.hparams.functionals_weight)
             first = ws if first is None else first
             pooled = p if pooled is None else {k: pooled[k] + p[k] for k in pooled}
         return {k: v / len(views) for k, v in pooled.items()}, first
+
+    # ------------------------------------------------------------------ functionals classifier
+    def on_fit_start(self) -> None:
+        if self.functionals is not None:
+            self.fit_functionals()
+
+    def fit_functionals(self) -> dict[str, float]:
+        """Fit the functionals classifier on the trainer's datamodule's training utterances (whole,
+        unaugmented, as evaluation sees them). Returns ``{"utterances", "train_ua"}``."""
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is None or not hasattr(dm, "whole_utterance_batches"):
+            raise ValueError("functionals_weight > 0 needs the training utterances of a SERDataModule "
+                             "(trainer.fit(module, datamodule=SERDataModule(...))); set functionals_weight=0")
+        xs, ys = [], []
+        with torch.no_grad():
+            for batch in dm.whole_utterance_batches("train", self.device):
+                xs.append(utterance_functionals(batch["features"], batch["frame_lengths"]).cpu())
+                ys.append(batch["emotion"].cpu())
+        info = self.functionals.fit(torch.cat(xs), torch.cat(ys))
+        rank_zero_info(f"lightning_ser: functionals classifier fitted on {int(info['utterances'])} training "
+                       f"utterances (training UA {info['train_ua']:.3f}); fused with weight "
+                       f"{self.hparams.functionals_weight}")
+        return info
 
     # ------------------------------------------------------------------ steps
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
@@ -231,13 +275,15 @@ class SERModule(pl.LightningModule):
         """The metrics object of (split, eval set), created on first use on the module's device."""
         sets = self.metrics[split]
         while len(sets) <= dataloader_idx:
-            sets.append(SERMetrics(self.hparams.num_classes, self.class_names).to(self.device))
+            sets.append(SERMetrics(self.hparams.num_classes, self.class_names,
+                                   network_ua=self.functionals is not None).to(self.device))
         return sets[dataloader_idx]
 
     def _eval_step(self, split: str, batch: Mapping[str, Tensor], dataloader_idx: int, tta: bool) -> None:
         scores, _ = self.score_batch(batch, tta=tta)
         # Log-probabilities are valid logits: the loss is the CE of the averaged probabilities.
-        as_logits = {k: (v.clamp_min(1e-8).log() if k in ("emotion", "gender") else v) for k, v in scores.items()}
+        as_logits = {k: (v.clamp_min(1e-8).log() if k in ("emotion", "gender") else v) for k, v in scores.items()
+                     if k != "emotion_network"}
         loss, parts = self.loss(as_logits, batch)
         prefix, bs = self._prefix(split, dataloader_idx), batch["features"].shape[0]
         self.log(f"{prefix}loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=bs,

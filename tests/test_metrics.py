@@ -122,3 +122,16 @@ def test_ccc_equals_torchmetrics_and_is_zero_for_a_constant_prediction():
     const = CovarianceCCC(num_outputs=3)
     const.update(torch.full((20, 3), 3.0), y[:20])
     assert torch.equal(const.compute(), torch.zeros(3))
+
+
+def test_ua_averages_over_the_classes_in_the_labels_only():
+    """A class the speaker lacks does not count in UA, even when predicted (as in the baseline)."""
+    from lightning_ser.baseline import unweighted_recall as baseline_ua
+
+    target = torch.tensor([0, 0, 1, 1, 2, 2])  # no class 3
+    pred = torch.tensor([0, 3, 1, 1, 2, 0])  # class 3 predicted once
+    m = SERMetrics(4, NAMES)
+    m.update({"emotion": torch.nn.functional.one_hot(pred, 4).float()}, {"emotion": target})
+    ua = float(m.compute()["emotion/ua"])
+    assert ua == pytest.approx((0.5 + 1 + 0.5) / 3)
+    assert ua == pytest.approx(baseline_ua(target.numpy(), pred.numpy()))

@@ -25,7 +25,7 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import lightning as L
 import torch
@@ -429,6 +429,16 @@ class SERDataModule(L.LightningDataModule):
         return StoreDataset(self.store, items.rows, items.labels, crop=self.crop or None, segments=items.segments,
                             variant_weights=weights, item_variant=items.variant, item_augment=items.augment,
                             seed=hp.seed)
+
+    def whole_utterance_batches(self, part: str, device: torch.device | str = "cpu") -> Iterator[dict]:
+        """Every utterance of ``part`` (``train``, ``val``, ``test``) once, whole and unaugmented,
+        as featurized eval batches on ``device`` (``features (B, F, N)``, ``frame_lengths (B,)``,
+        labels): what evaluation sees, for fitting on the training side (set up first)."""
+        ds = self.eval_dataset(part)
+        for start in range(0, len(ds), self.eval_batch_size):
+            batch = ds.__getitems__(list(range(start, min(start + self.eval_batch_size, len(ds)))))
+            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            yield self.featurize(batch, train=False, epoch=0)
 
     def eval_dataset(self, part: str, variant: str = "original") -> StoreDataset:
         rows, labels = self.catalogue.part(getattr(self.split, part))
