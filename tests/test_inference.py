@@ -19,19 +19,22 @@ from lightning_ser.inference.spec import CHECKPOINT_KEY, logmel_settings, spec_f
 from lightning_ser.models import MultitaskAttentionCNN
 
 MODES = ("utterance", "global", "speaker")
+FUSION = {"utterance": 0.0, "global": 0.5, "speaker": 0.5}  # functionals_weight per mode's module
 
 
 @pytest.fixture(scope="module", params=MODES)
 def trained(request, tiny_synthetic_root, tmp_path_factory):
-    """``(datamodule, module, checkpoint)`` for one normalisation mode."""
+    """``(datamodule, module, checkpoint)`` for one normalisation mode; the global and speaker
+    modules fuse the functionals classifier, as the experiment recipes do."""
     tmp = tmp_path_factory.mktemp(request.param)
     dm = tiny_datamodule(tiny_synthetic_root, tmp / "cache", features={"normalize": request.param})
-    model = train_and_save(dm, tmp / "model.ckpt")
+    model = train_and_save(dm, tmp / "model.ckpt", functionals_weight=FUSION[request.param])
     return dm, model, tmp / "model.ckpt"
 
 
 def evaluation_scores(dm, model) -> dict:
-    """utt id → (emotion probabilities (C,), VAD (3,), window starts) as ``test`` computes them."""
+    """utt id → (emotion probabilities (C,), VAD (3,), window starts) as ``test`` computes them
+    (under ``"network"``: how far the network alone is from them, per utterance)."""
     out = {}
     with torch.no_grad():
         for batch in dm.test_dataloader():
@@ -39,6 +42,7 @@ def evaluation_scores(dm, model) -> dict:
             for i, row in enumerate(batch["index"].tolist()):
                 starts = windows["start"][windows["utt"] == i].tolist()
                 out[dm.store.utt_ids[row]] = (scores["emotion"][i], scores["vad"][i], starts)
+                out.setdefault("network", []).append(scores.get("emotion_network", scores["emotion"])[i] - scores["emotion"][i])
     return out
 
 
@@ -55,6 +59,8 @@ def test_recognizer_scores_files_as_evaluation_scores_them(trained):
     assert max(len(r["timeline"]) for r in records) > 2  # long utterances are scored in several windows
     # sharpened heads: probabilities far from uniform, so a difference in the features would show
     assert 0.5 < np.mean([float(expected[u.utt_id][0].max()) for u in utts]) < 0.95  # uniform: 0.25
+    fusion_moves = float(torch.stack(expected["network"]).abs().max())
+    assert fusion_moves > 1e-3 if model.functionals is not None else fusion_moves == 0  # fused: not the network's
     for record, utt in zip(records, utts):
         probs, vad, starts = expected[utt.utt_id]
         torch.testing.assert_close(probabilities(record), probs, atol=1e-5, rtol=0)
@@ -77,6 +83,7 @@ def test_checkpoint_carries_what_inference_needs(trained):
     assert (entry["eval_window_frames"], entry["eval_hop_frames"]) == (120, 50)
     assert entry["label_space"] == {"classes": None, "merge": None, "grouping": None}
     assert entry["version"] and entry["predict_speaker"] == "folder"
+    assert entry["functionals_weight"] == FUSION[lm.normalize_mode]
     if lm.normalize_mode == "global":
         torch.testing.assert_close(entry["global_stats"][0], lm.global_mean)
         torch.testing.assert_close(entry["global_stats"][1], lm.global_std)

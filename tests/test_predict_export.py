@@ -35,7 +35,8 @@ def run(args, cwd, env=None, check=True, python=(sys.executable,)):
 @pytest.fixture(scope="module")
 def checkpoint(tiny_synthetic_root, tmp_path_factory):
     """A checkpoint from a 1-epoch ``fit`` on a copy of the tiny corpus, which is then deleted; the
-    network as the experiment recipes build it (``utterance_stats``)."""
+    network as the experiment recipes build it (``utterance_stats``, fused with the functionals
+    classifier)."""
     tmp = tmp_path_factory.mktemp("fit")
     corpus = tmp / "corpus"
     shutil.copytree(tiny_synthetic_root, corpus)
@@ -43,6 +44,7 @@ def checkpoint(tiny_synthetic_root, tmp_path_factory):
          "--data.cache_dir", str(tmp / "cache"), "--data.corpus_options", json.dumps(TINY_SYNTHETIC),
          "--data.num_workers", "0", "--data.store_workers", "0", "--data.batch_size", "8",
          "--data.crop_seconds", "1.0", "--model.backbone_options", '{"channels": [8, 16], "utterance_stats": true}',
+         "--model.functionals_weight", "0.5",
          "--trainer.max_epochs", "1", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
          "--trainer.default_root_dir", "run", "--test_after_fit", "false"], tmp)
     ckpt = next((tmp / "run" / "checkpoints").glob("best-*.ckpt"))

@@ -2,7 +2,8 @@
 
 The program (:class:`WaveformRecognizer`) holds what :class:`EmotionRecognizer` does to one
 waveform: rounding to the int16 grid, log-mel, normalisation, the eval windows, the network, and
-the average over windows. Load it without lightning_ser::
+the average over windows, fused with the functionals classifier of the whole recording when the
+model has one (``functionals_weight``). Load it without lightning_ser::
 
     import json, torch
     meta = {"lightning_ser.json": ""}
@@ -34,6 +35,7 @@ from torch import Tensor, nn
 
 from lightning_ser.inference.spec import InferenceSpec
 from lightning_ser.labels import VAD_SCALE
+from lightning_ser.models.functionals import fuse
 
 METADATA_FILE = "lightning_ser.json"
 TOLERANCE = 1e-4  # max |Δ probability| (and |Δ VAD|) allowed against EmotionRecognizer
@@ -45,8 +47,10 @@ class WaveformRecognizer(nn.Module):
     (heads the network has), for a float32 mono waveform at the model's rate: M eval windows, each
     ``eval_window_frames`` wide (the last ones zero-padded; the network ignores padding)."""
 
-    def __init__(self, spec: InferenceSpec, net: nn.Module) -> None:
+    def __init__(self, spec: InferenceSpec, net: nn.Module, functionals: nn.Module | None = None) -> None:
         super().__init__()
+        self.functionals = None if functionals is None else functionals.eval()
+        self.functionals_weight = float(spec.functionals_weight)
         self.logmel = spec.make_logmel()
         self.net = net.eval()
         # torch.export.save warns for every tensor that does not own its whole storage: the Hann
@@ -80,6 +84,8 @@ class WaveformRecognizer(nn.Module):
         out = self.net(windows, (n - starts).clamp(max=self.window))
         result = {"timeline": out["emotion"].float().softmax(-1)}
         result["emotion"] = result["timeline"].mean(0)
+        if self.functionals is not None:
+            result["emotion"] = fuse(result["emotion"], self.functionals(feats[None], frames)[0], self.functionals_weight)
         if "gender" in out:
             result["gender"] = out["gender"].float().softmax(-1).mean(0)
         if "vad" in out:
@@ -118,7 +124,8 @@ def export_recognizer(recognizer, out: str | Path) -> dict:
     from lightning_ser import __version__
 
     spec = recognizer.spec
-    module = WaveformRecognizer(spec, copy.deepcopy(recognizer.net).cpu()).eval()
+    functionals = None if recognizer.functionals is None else copy.deepcopy(recognizer.functionals).cpu()
+    module = WaveformRecognizer(spec, copy.deepcopy(recognizer.net).cpu(), functionals).eval()
     example = torch.from_numpy(check_signal(CHECK_SECONDS[-1], spec.sample_rate))
     samples = torch.export.Dim("samples", min=spec.features["n_fft"])
     with torch.no_grad():
@@ -132,6 +139,7 @@ def export_recognizer(recognizer, out: str | Path) -> dict:
         "speaker_statistics": "training speakers, pooled" if spec.normalize == "speaker" else None,
         "input": f"wave (T,) float32 mono in [-1, 1] at {spec.sample_rate} Hz, T >= {spec.features['n_fft']}",
         "outputs": heads, "vad_scale": list(VAD_SCALE), "tolerance": TOLERANCE,
+        "functionals_weight": spec.functionals_weight,
     }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ from lightning_ser.inference.frontend import LogMelFrames, logmel_frames, normal
 from lightning_ser.inference.records import format_prediction
 from lightning_ser.inference.spec import InferenceSpec, spec_from_checkpoint
 from lightning_ser.labels import VAD_SCALE
+from lightning_ser.models.functionals import fuse
 
 WINDOW_BATCH = 32  # eval windows per forward pass (≈ 2.5 MB of activations each for the default network)
 SPEAKER_GROUPINGS = ("folder", "file", "training")
@@ -101,16 +102,19 @@ class EmotionRecognizer:
         net: the trained network (eval mode).
         device: ``"auto"`` (GPU when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
         window_batch: eval windows per forward pass; bounds the network's memory.
+        functionals: the fitted functionals classifier (:attr:`InferenceSpec.functionals_weight`
+            says its share of the emotion probabilities), or None: the network alone.
     """
 
     def __init__(self, spec: InferenceSpec, net: nn.Module, device: str | torch.device = "auto",
-                 window_batch: int = WINDOW_BATCH) -> None:
+                 window_batch: int = WINDOW_BATCH, functionals: nn.Module | None = None) -> None:
         if window_batch < 1:
             raise ValueError(f"window_batch={window_batch}: expected ≥ 1")
         self.spec = spec
         self.device = resolve_device(device)
         self.logmel = spec.make_logmel().to(self.device)
         self.net = net.to(self.device).eval()
+        self.functionals = None if functionals is None else functionals.to(self.device).eval()
         self.window_batch = int(window_batch)
 
     @classmethod
@@ -120,7 +124,8 @@ class EmotionRecognizer:
         when it was passed to ``SERModule(net=...)`` (its weights are loaded into it)."""
         checkpoint = load_checkpoint(path)
         spec = spec_from_checkpoint(checkpoint, str(path))
-        return cls(spec, spec.make_network(checkpoint["state_dict"], net), device, window_batch)
+        return cls(spec, spec.make_network(checkpoint["state_dict"], net), device, window_batch,
+                   spec.make_functionals(checkpoint["state_dict"]))
 
     @property
     def class_names(self) -> list[str]:
@@ -213,6 +218,11 @@ class EmotionRecognizer:
     def _record(self, item: _Input, s: _Scoring) -> dict[str, Any]:
         win = {k: torch.cat([o[k] for o in s.outputs]) for k in s.outputs[0]}
         probs = win["emotion"].mean(0)
+        if self.functionals is not None:  # whole-utterance functionals, as evaluation scores them
+            with torch.inference_mode():
+                whole = (s.frames.window(0, len(s.frames)) - s.mean[:, None]) / s.std[:, None]
+                p = self.functionals(whole[None], torch.tensor([len(s.frames)], device=whole.device))[0].cpu()
+            probs = fuse(probs, p, self.spec.functionals_weight)
         pred: dict[str, Any] = {"emotion_probs": probs, "timeline": win["emotion"],
                                 "timeline_start": [w[0] for w in s.windows], "timeline_length": [w[1] for w in s.windows]}
         if "gender" in win:

@@ -42,6 +42,8 @@ class InferenceSpec:
     ``global_stats`` / ``training_stats``: ``(mean (F,), std (F,))``. ``predict_speaker``: how
     predicted files are grouped into speakers under ``normalize: speaker`` (``folder``, ``file``
     or ``training``). ``label_space``: the training data's ``classes``, ``merge`` and ``grouping``.
+    ``functionals_weight``: the share of the functionals classifier in the emotion probabilities
+    (its weights are the module's ``functionals.*`` entries; 0: the network alone).
     """
 
     class_names: list[str]
@@ -53,6 +55,7 @@ class InferenceSpec:
     global_stats: tuple[Tensor, Tensor] | None = None
     training_stats: tuple[Tensor, Tensor] | None = None
     predict_speaker: str = "folder"
+    functionals_weight: float = 0.0
     version: str = ""
 
     @property
@@ -108,6 +111,24 @@ class InferenceSpec:
             raise ValueError(f"the checkpoint's weights do not fit the network {self.network}: "
                              f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
         return net.eval()
+
+    def make_functionals(self, state_dict: dict[str, Tensor]) -> nn.Module | None:
+        """The fitted functionals classifier of the module's ``functionals.*`` entries (None when
+        :attr:`functionals_weight` is 0)."""
+        if self.functionals_weight <= 0:
+            return None
+        from lightning_ser.models.functionals import FunctionalsClassifier
+
+        head = FunctionalsClassifier(int(self.features["n_mels"]), len(self.class_names))
+        weights = {k[len("functionals."):]: v for k, v in state_dict.items() if k.startswith("functionals.")}
+        try:
+            head.load_state_dict(weights)
+        except RuntimeError as exc:
+            raise ValueError(f"the checkpoint's functionals classifier does not load: {exc}") from exc
+        if not head.fitted:
+            raise ValueError("the checkpoint's functionals classifier was never fitted (saved before fit started); "
+                             "use a checkpoint written during training")
+        return head.eval()
 
     def check_label_options(self, classes: list[str] | None = None, grouping: str | None = None,
                             merge: dict | None = None) -> None:
@@ -178,7 +199,14 @@ def spec_from_training(module, datamodule) -> InferenceSpec | None:
         network=network_entry(hp, module.net), eval_window_frames=int(hp["eval_window_frames"]),
         eval_hop_frames=int(hp["eval_hop_frames"]), label_space=_label_space(dm_hp),
         global_stats=(lm.global_mean, lm.global_std) if lm.has_global_stats else None,
-        training_stats=stats, predict_speaker=dm_hp.get("predict_speaker", "folder"), version=__version__)
+        training_stats=stats, predict_speaker=dm_hp.get("predict_speaker", "folder"),
+        functionals_weight=_functionals_weight(module), version=__version__)
+
+
+def _functionals_weight(module) -> float:
+    """The module's fusion weight when its functionals classifier is fitted, else 0."""
+    head = getattr(module, "functionals", None)
+    return float(module.hparams.get("functionals_weight", 0.0)) if head is not None and head.fitted else 0.0
 
 
 def _label_space(dm_hp: dict[str, Any]) -> dict[str, Any]:
@@ -210,4 +238,10 @@ def spec_from_checkpoint(checkpoint: dict[str, Any], source: str = "the checkpoi
         eval_window_frames=int(hp.get("eval_window_frames", 400)), eval_hop_frames=int(hp.get("eval_hop_frames", 200)),
         label_space=_label_space(dm_hp), global_stats=pair("global_mean", "global_std"),
         training_stats=pair("training_mean", "training_std") if lm.normalize_mode == "speaker" else None,
-        predict_speaker=dm_hp.get("predict_speaker", "folder"), version="")
+        predict_speaker=dm_hp.get("predict_speaker", "folder"), version="",
+        functionals_weight=float(hp.get("functionals_weight", 0.0)) if _fitted_functionals(checkpoint) else 0.0)
+
+
+def _fitted_functionals(checkpoint: dict[str, Any]) -> bool:
+    fitted = (checkpoint.get("state_dict") or {}).get("functionals.is_fitted")
+    return fitted is not None and bool(fitted)

@@ -47,6 +47,15 @@ def _hold_last_frame(x: Tensor, lengths: Tensor) -> Tensor:
     return x.gather(-1, idx[:, None].expand(-1, x.shape[1], -1))
 
 
+def deltas(x: Tensor) -> Tensor:
+    """``x (B, K, N)`` → its deltas over 5 frames, edges replicated: torchaudio's
+    ``compute_deltas(x, win_length=5)``, written with slices so that ``torch.export`` can trace
+    it for any ``N``."""
+    n = x.shape[-1]
+    p = nn.functional.pad(x, (2, 2), mode="replicate")
+    return (p[..., 3:n + 3] - p[..., 1:n + 1] + 2 * (p[..., 4:n + 4] - p[..., 0:n])) / 10
+
+
 def utterance_functionals(features: Tensor, lengths: Tensor) -> Tensor:
     """``features (B, F, N)``, ``lengths (B,)`` valid frames → functionals ``(B, 2F + 3·min(20, F))``.
 
@@ -58,10 +67,10 @@ def utterance_functionals(features: Tensor, lengths: Tensor) -> Tensor:
     count = lengths[:, None].float()
     dct = taF.create_dct(n_ceps(F), F, "ortho").to(x)  # (F, K)
     ceps = torch.einsum("bfn,fk->bkn", x, dct)
-    deltas = taF.compute_deltas(_hold_last_frame(ceps, lengths))
+    ceps_deltas = deltas(_hold_last_frame(ceps, lengths))
     bin_mean, bin_std = _masked_mean_std(x, mask, count)
     ceps_mean, ceps_std = _masked_mean_std(ceps, mask, count)
-    _, delta_std = _masked_mean_std(deltas, mask, count)
+    _, delta_std = _masked_mean_std(ceps_deltas, mask, count)
     return torch.cat([bin_mean, bin_std, ceps_mean, ceps_std, delta_std], 1)
 
 
