@@ -61,9 +61,12 @@ class SERModule(pl.LightningModule):
         tta_views: test/predict-time augmentation views, made by the ``tta_batches`` function
             given to :meth:`connect_data`.
         functionals_weight: late fusion with a linear classifier on utterance functionals of the
-            input (:mod:`lightning_ser.models.functionals`), fitted on the training speakers'
-            whole utterances when ``fit`` starts: an utterance's emotion probabilities are
-            ``(1 - w) · network + w · functionals``. 0 (default): the network alone.
+            input (:mod:`lightning_ser.models.functionals`), fitted when ``fit`` starts on the
+            whole utterances of every labelled speaker on the training side (training and
+            validation speakers, as the functionals baseline): test and predict score an
+            utterance's emotion as ``(1 - w) · network + w · functionals``. Validation scores the
+            network alone (the classifier has seen the validation speakers). 0 (default): the
+            network alone everywhere.
         functionals_c: that classifier's inverse L2 strength (scikit-learn's ``C``).
 
     Eval-set names and the TTA view maker come from the data, not from hyperparameters: pass
@@ -166,18 +169,19 @@ class SERModule(pl.LightningModule):
                 return views
         return [batch]
 
-    def score_batch(self, batch: Mapping[str, Tensor], tta: bool = False) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    def score_batch(self, batch: Mapping[str, Tensor], tta: bool = False,
+                    functionals: bool = True) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """Per-utterance scores, averaged over windows and (``tta``) augmentation views.
 
         Returns ``(scores, windows)``: ``scores`` holds ``emotion (B, C)`` / ``gender (B, 2)``
         probabilities and ``vad (B, 3)``; ``windows`` is :meth:`window_scores` of the first view.
-        With a fitted functionals classifier (``functionals_weight``), ``emotion`` is its fusion
-        with the network's and ``emotion_network (B, C)`` the network's alone; the windows stay
-        the network's.
+        With a fitted functionals classifier (``functionals_weight``) and ``functionals``,
+        ``emotion`` is its fusion with the network's and ``emotion_network (B, C)`` the network's
+        alone; the windows stay the network's.
         """
         views = self._views(batch, tta)
         pooled, first = None, None
-        fused = self.functionals is not None and self.functionals.fitted
+        fused = functionals and self.functionals is not None and self.functionals.fitted
         for view in views:
             ws = self.window_scores(view["features"], view["frame_lengths"])
             p = self.pool_windows(ws, view["features"].shape[0])
@@ -195,20 +199,21 @@ class SERModule(pl.LightningModule):
             self.fit_functionals()
 
     def fit_functionals(self) -> dict[str, float]:
-        """Fit the functionals classifier on the trainer's datamodule's training utterances (whole,
-        unaugmented, as evaluation sees them). Returns ``{"utterances", "train_ua"}``."""
+        """Fit the functionals classifier on the trainer's datamodule's training and validation
+        utterances (whole, unaugmented, as evaluation sees them). Returns ``{"utterances", "train_ua"}``."""
         dm = getattr(self.trainer, "datamodule", None)
         if dm is None or not hasattr(dm, "whole_utterance_batches"):
             raise ValueError("functionals_weight > 0 needs the training utterances of a SERDataModule "
                              "(trainer.fit(module, datamodule=SERDataModule(...))); set functionals_weight=0")
         xs, ys = [], []
         with torch.no_grad():
-            for batch in dm.whole_utterance_batches("train", self.device):
-                xs.append(utterance_functionals(batch["features"], batch["frame_lengths"]).cpu())
-                ys.append(batch["emotion"].cpu())
+            for part in ("train", "val"):
+                for batch in dm.whole_utterance_batches(part, self.device):
+                    xs.append(utterance_functionals(batch["features"], batch["frame_lengths"]).cpu())
+                    ys.append(batch["emotion"].cpu())
         info = self.functionals.fit(torch.cat(xs), torch.cat(ys))
-        rank_zero_info(f"lightning_ser: functionals classifier fitted on {int(info['utterances'])} training "
-                       f"utterances (training UA {info['train_ua']:.3f}); fused with weight "
+        rank_zero_info(f"lightning_ser: functionals classifier fitted on {int(info['utterances'])} training and "
+                       f"validation utterances (training UA {info['train_ua']:.3f}); fused with weight "
                        f"{self.hparams.functionals_weight}")
         return info
 
@@ -280,7 +285,7 @@ class SERModule(pl.LightningModule):
         return sets[dataloader_idx]
 
     def _eval_step(self, split: str, batch: Mapping[str, Tensor], dataloader_idx: int, tta: bool) -> None:
-        scores, _ = self.score_batch(batch, tta=tta)
+        scores, _ = self.score_batch(batch, tta=tta, functionals=split != "val")
         # Log-probabilities are valid logits: the loss is the CE of the averaged probabilities.
         as_logits = {k: (v.clamp_min(1e-8).log() if k in ("emotion", "gender") else v) for k, v in scores.items()
                      if k != "emotion_network"}

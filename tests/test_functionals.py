@@ -105,11 +105,14 @@ def fused(tiny_synthetic_root, tmp_path_factory):
     return dm, model, trainer
 
 
-def test_fit_fits_the_classifier_on_every_training_utterance(fused):
+def test_fit_fits_the_classifier_on_every_training_side_utterance(fused):
+    """Training and validation speakers' utterances, each once; never a test speaker's."""
     dm, model, _ = fused
-    assert model.functionals.fitted
-    rows = [i for b in dm.whole_utterance_batches("train") for i in b["index"].tolist()]
-    assert sorted(rows) == sorted(dm.eval_dataset("train").rows.tolist()) and len(set(rows)) == len(rows)
+    assert model.functionals.fitted and len(dm.split.val) > 0
+    rows = [i for part in ("train", "val") for b in dm.whole_utterance_batches(part) for i in b["index"].tolist()]
+    expected = dm.eval_dataset("train").rows.tolist() + dm.eval_dataset("val").rows.tolist()
+    assert sorted(rows) == sorted(expected) and len(set(rows)) == len(rows)
+    assert not set(rows) & set(dm.eval_dataset("test").rows.tolist())
     info = model.fit_functionals()  # refitting on the same data gives the same classifier
     before = model.functionals.weight.clone()
     model.fit_functionals()
@@ -128,6 +131,11 @@ def test_scores_fuse_the_network_with_the_classifier(fused):
     assert (scores["emotion"] - scores["emotion_network"]).abs().max() > 1e-3
     results = trainer.test(model, dm, verbose=False)[0]
     assert 0 <= results["test/emotion/network_ua"] <= 1 and "test/emotion/ua" in results
+    # validation scores the network alone: the classifier was fitted on the validation speakers
+    val = trainer.validate(model, dm, verbose=False)[0]
+    assert val["val/emotion/network_ua"] == val["val/emotion/ua"]
+    with torch.no_grad():
+        assert "emotion_network" not in model.score_batch(batch, functionals=False)[0]
 
 
 def test_the_classifier_travels_in_the_checkpoint(fused, tmp_path):
