@@ -201,7 +201,7 @@ def main(argv=None) -> dict:
     if args.jobs > 1:  # small networks use cores better as parallel folds than as intra-op threads
         os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // args.jobs))
     logs = Path(tempfile.mkdtemp(prefix="bench_accuracy_"))  # per-fold logs and checkpoints, kept for reuse
-    print(f"[bench_accuracy] fold runs and checkpoints: {logs} (benchmarks/bench_fusion.py --runs reads them)", flush=True)
+    print(f"[bench_accuracy] fold runs and checkpoints: {logs}", flush=True)
     common = data_args(args.corpus, args.root, args.cache_dir) + [
         "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.enable_progress_bar", "false"]
     from lightning_ser.cli import run_lightning

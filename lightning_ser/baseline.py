@@ -18,24 +18,24 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torchaudio.functional as taF
 
 from lightning_ser.features import LogMel
+from lightning_ser.models.functionals import functionals_dim, utterance_functionals
 
-N_MFCC = 20
 NORMALISATIONS = ("global", "speaker")
 
 
 class Functionals:
-    """Utterance-level functionals of 16 kHz audio (see the module docstring for the list)."""
+    """Utterance-level functionals of 16 kHz audio (see the module docstring for the list):
+    :func:`~lightning_ser.models.functionals.utterance_functionals` of the dB log-mel, then the
+    frame energy's mean and std."""
 
     def __init__(self, sample_rate: int = 16000, n_mels: int = 64):
         self.logmel = LogMel(sample_rate=sample_rate, n_mels=n_mels, normalize="none")
-        self.dct = taF.create_dct(N_MFCC, n_mels, "ortho")  # (F, 20)
 
     @property
     def dim(self) -> int:
-        return 2 * self.logmel.n_mels + 3 * N_MFCC + 2
+        return functionals_dim(self.logmel.n_mels) + 2
 
     @torch.no_grad()
     def __call__(self, wave: torch.Tensor) -> np.ndarray:
@@ -43,12 +43,9 @@ class Functionals:
         x = wave.float()[None]
         frames = self.logmel.frame_lengths(torch.tensor([x.shape[-1]]))
         power = self.logmel.power_spectrogram(x)
-        db = self.logmel.mel_db(power, frames)[0]  # (F, N)
-        mfcc = self.dct.T @ db  # (20, N)
-        delta = taF.compute_deltas(mfcc[None])[0]
+        db = self.logmel.mel_db(power, frames)  # (1, F, N)
         rms = 10 * torch.log10(power[0].mean(0).clamp_min(1e-10))  # (N,) frame energy in dB
-        parts = [db.mean(1), db.std(1), mfcc.mean(1), mfcc.std(1), delta.std(1),
-                 rms.mean()[None], rms.std()[None]]
+        parts = [utterance_functionals(db, frames)[0], rms.mean()[None], rms.std()[None]]
         return torch.cat(parts).double().numpy()
 
 

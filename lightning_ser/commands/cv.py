@@ -24,7 +24,8 @@ from typing import Sequence
 from lightning_ser.errors import UserError
 from lightning_ser.fold_report import RESULT_ENV, read_fold_report
 
-COLUMNS = ("emotion/ua", "emotion/wa", "emotion/f1", "emotion/top3", "gender/acc",
+# emotion/network_ua: the network alone, when the module fuses it with the functionals classifier
+COLUMNS = ("emotion/ua", "emotion/network_ua", "emotion/wa", "emotion/f1", "emotion/top3", "gender/acc",
            "vad/ccc_valence", "vad/ccc_arousal", "vad/ccc_dominance")
 
 
