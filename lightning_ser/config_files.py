@@ -8,7 +8,7 @@ reads the file of that path when it exists, else the preset of that name.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 CONFIG_FLAGS = ("-c", "--config")
 
@@ -41,28 +41,36 @@ def resolve_config(name: str) -> str:
     return name
 
 
-def resolve_config_args(argv: Sequence[str]) -> list[str]:
-    """``argv`` with every ``-c X`` / ``--config X`` / ``--config=X`` resolved (:func:`resolve_config`)."""
-    out, take = [], False
-    for arg in argv:
-        if take:
-            out.append(resolve_config(arg))
-            take = False
-        elif arg in CONFIG_FLAGS:
-            out.append(arg)
-            take = True
-        elif arg.startswith("--config="):
-            out.append("--config=" + resolve_config(arg.split("=", 1)[1]))
+def walk_config_args(argv: Sequence[str]) -> Iterator[tuple[str | None, str]]:
+    """``argv`` in order as ``("config", NAME)`` for each ``-c NAME`` / ``--config NAME`` /
+    ``--config=NAME`` and ``(None, ARG)`` for every other argument (a trailing ``-c`` included:
+    the parser reports it)."""
+    argv = list(argv)
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("--config="):
+            yield "config", arg.split("=", 1)[1]
+        elif arg in CONFIG_FLAGS and i + 1 < len(argv):
+            i += 1
+            yield "config", argv[i]
         else:
-            out.append(arg)
+            yield None, arg
+        i += 1
+
+
+def resolve_config_args(argv: Sequence[str]) -> list[str]:
+    """``argv`` with every ``-c X`` / ``--config X`` / ``--config=X`` as ``-c`` and X resolved
+    (:func:`resolve_config`)."""
+    out: list[str] = []
+    for kind, arg in walk_config_args(argv):
+        out += ["-c", resolve_config(arg)] if kind else [arg]
     return out
 
 
 def missing_configs(argv: Sequence[str]) -> list[str]:
     """The ``-c`` arguments that are neither a file nor a preset."""
-    resolved = resolve_config_args(argv)
-    names = [a for prev, a in zip(resolved, resolved[1:]) if prev in CONFIG_FLAGS]
-    names += [a.split("=", 1)[1] for a in resolved if a.startswith("--config=")]
+    names = [resolve_config(arg) for kind, arg in walk_config_args(argv) if kind]
     return [n for n in names if not Path(n).expanduser().is_file()]
 
 
@@ -73,23 +81,19 @@ def config_sections(argv: Sequence[str], keep: Sequence[str]) -> list[str]:
     and trainer sections are ``fit``'s."""
     import yaml
 
-    out, argv, i = [], list(argv), 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg in CONFIG_FLAGS or arg.startswith("--config="):
-            name = arg.split("=", 1)[1] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else "")
-            i += 1 if "=" in arg else 2
-            path = Path(resolve_config(name)).expanduser()
-            if not path.is_file():  # a YAML string, or a missing file the parser reports
-                out += ["-c", name]
-                continue
-            config = yaml.safe_load(path.read_text()) or {}
-            if not isinstance(config, dict):
-                out += ["-c", str(path)]  # the parser reports what is wrong with it
-                continue
-            kept = {k: v for k, v in config.items() if k in keep}
-            out += ["-c", yaml.safe_dump(kept or {"data": {}}, sort_keys=False)]
+    out: list[str] = []
+    for kind, name in walk_config_args(argv):
+        if not kind:
+            out.append(name)
             continue
-        out.append(arg)
-        i += 1
+        path = Path(resolve_config(name)).expanduser()
+        if not path.is_file():  # a YAML string, or a missing file the parser reports
+            out += ["-c", name]
+            continue
+        config = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(config, dict):
+            out += ["-c", str(path)]  # the parser reports what is wrong with it
+            continue
+        kept = {k: v for k, v in config.items() if k in keep}
+        out += ["-c", yaml.safe_dump(kept or {"data": {}}, sort_keys=False)]
     return out

@@ -35,3 +35,20 @@ def test_bad_option_is_rejected(capsys):
     with pytest.raises(SystemExit) as exc:
         run_lightning(["fit", "--data.no_such_option", "1"])
     assert exc.value.code != 0
+
+
+def test_config_arguments_resolve_to_presets_in_every_spelling(tmp_path):
+    """``-c NAME``, ``--config NAME`` and ``--config=NAME`` name a file or a shipped preset, in place;
+    the other arguments pass through in order; a name that is neither is reported missing."""
+    from lightning_ser.config_files import missing_configs, presets_root, resolve_config_args, walk_config_args
+
+    own = tmp_path / "mine.yaml"
+    own.write_text("data: {batch_size: 4}\n")
+    argv = ["fit", "-c", "data/emodb", "--data.fold", "2", "--config", str(own), "--config=experiment/tess.yaml",
+            "-c", "nowhere.yaml"]
+    assert [k for k, _ in walk_config_args(argv)] == [None, "config", None, None, "config", "config", "config"]
+    root = presets_root()
+    assert resolve_config_args(argv) == ["fit", "-c", str(root / "data/emodb.yaml"), "--data.fold", "2",
+                                         "-c", str(own), "-c", str(root / "experiment/tess.yaml"), "-c", "nowhere.yaml"]
+    assert missing_configs(argv) == ["nowhere.yaml"]
+    assert list(walk_config_args(["fit", "-c"])) == [(None, "fit"), (None, "-c")]  # the parser reports it

@@ -53,29 +53,24 @@ def config_args(argv: Sequence[str]) -> list[str]:
     command line wins); the file's other entries (model, trainer, corpus) are not predict's."""
     import yaml
 
-    from lightning_ser.config_files import CONFIG_FLAGS, resolve_config
+    from lightning_ser.config_files import resolve_config, walk_config_args
 
-    taken, rest, argv = [], [], list(argv)
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg in CONFIG_FLAGS or arg.startswith("--config="):
-            name = arg.split("=", 1)[1] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else "")
-            i += 1 if "=" in arg else 2
-            path = Path(resolve_config(name))
-            if not path.is_file():
-                raise UserError(f"-c {name}: no such config file")
-            config = yaml.safe_load(path.read_text()) or {}
-            data = config.get("data") or {}
-            for key in TOP_OPTIONS:
-                if config.get(key) is not None:
-                    taken += [f"--{key}", str(config[key])]
-            for key in DATA_OPTIONS:
-                if data.get(key) is not None:
-                    taken += [f"--data.{key}", json.dumps(data[key])]
+    taken, rest = [], []
+    for kind, arg in walk_config_args(argv):
+        if not kind:
+            rest.append(arg)
             continue
-        rest.append(arg)
-        i += 1
+        path = Path(resolve_config(arg))
+        if not path.is_file():
+            raise UserError(f"-c {arg}: no such config file")
+        config = yaml.safe_load(path.read_text()) or {}
+        data = config.get("data") or {}
+        for key in TOP_OPTIONS:
+            if config.get(key) is not None:
+                taken += [f"--{key}", str(config[key])]
+        for key in DATA_OPTIONS:
+            if data.get(key) is not None:
+                taken += [f"--data.{key}", json.dumps(data[key])]
     return taken + rest
 
 
