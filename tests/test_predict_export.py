@@ -70,6 +70,7 @@ def test_predict_needs_only_the_checkpoint(checkpoint, tmp_path):
     out = run(["-m", "lightning_ser", "predict", "--ckpt_path", str(ckpt), str(files), "--out", "p.json"], tmp_path,
               {"LIGHTNING_SER_CACHE": str(cache), "HOME": str(tmp_path)})
     assert "3 predicted, 1 could not be decoded" in out.stderr and "wrote 4 prediction(s) to p.json" in out.stdout
+    assert "normalize global; emotion fused with the functionals classifier (weight 0.5)" in out.stderr
     records = json.loads((tmp_path / "p.json").read_text())
     assert [Path(r["path"]).name for r in records] == ["a.wav", "b.m4a", "c.mp3", "d.m4a"]
     assert records[3]["error"].startswith("not audio that soundfile or PyAV can read")
@@ -160,6 +161,7 @@ def test_export_runs_with_torch_alone(checkpoint, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "max |difference|" in printed
     assert "normalisation: global, the training speakers' statistics baked in" in printed  # fit's default
+    assert "emotion fused with the functionals classifier (weight 0.5)" in printed
     waves = {"short.npy": wave[:16000], "long.npy": np.concatenate([wave] * 4)}
     for name, w in waves.items():
         np.save(tmp_path / name, w)

@@ -29,6 +29,7 @@ def main(argv: Sequence[str]) -> None:
         print(short_help(parser, COMMANDS["export"], NOTES, group_configs=False))
         sys.exit(0)
     cfg = parser.parse_args(["--help" if a == HELP_ALL else a for a in argv])
+    from lightning_ser.commands.predict import fusion_note
     from lightning_ser.inference.export import export_recognizer
     from lightning_ser.inference.recognizer import EmotionRecognizer
 
@@ -36,7 +37,7 @@ def main(argv: Sequence[str]) -> None:
     meta = export_recognizer(recognizer, cfg.out)
     print(f"wrote {cfg.out}: input {meta['input']}; outputs {', '.join(meta['outputs'])}; "
           f"classes {', '.join(meta['class_names'])}")
-    print(normalisation_note(meta["normalize"]))
+    print(normalisation_note(meta["normalize"]) + fusion_note(meta["functionals_weight"]))
     print(f"checked against EmotionRecognizer: max |difference| {meta['max_difference']:.1e} "
           f"(tolerance {meta['tolerance']:.0e})")
 

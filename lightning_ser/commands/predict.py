@@ -85,6 +85,11 @@ def refuse_training_options(argv: Sequence[str]) -> None:
                         f"(lightning-ser predict --help lists its options)")
 
 
+def fusion_note(weight: float) -> str:
+    """``; emotion fused with the functionals classifier (weight w)`` when the model fuses."""
+    return f"; emotion fused with the functionals classifier (weight {weight:g})" if weight > 0 else ""
+
+
 def summary(records: list[dict]) -> str:
     failed = [r for r in records if "error" in r]
     lines = [f"{r['path']}: {r['error']}" for r in failed]
@@ -114,7 +119,8 @@ def main(argv: Sequence[str]) -> None:
     spec = recognizer.spec
     spec.check_label_options(cfg.data.classes, cfg.data.grouping, cfg.data.merge)
     print(f"{cfg.ckpt_path}: classes {', '.join(spec.class_names)}; {spec.features['n_mels']} log-mel bins at "
-          f"{spec.sample_rate} Hz, normalize {spec.normalize}; on {recognizer.device}", file=sys.stderr)
+          f"{spec.sample_rate} Hz, normalize {spec.normalize}{fusion_note(spec.functionals_weight)}; "
+          f"on {recognizer.device}", file=sys.stderr)
     records = recognizer.predict(files, speaker=cfg.data.predict_speaker)
     write_atomic(Path(cfg.out), json.dumps(records, indent=1).encode())
     print(summary(records), file=sys.stderr)
