@@ -10,6 +10,10 @@ windows of that length every ``eval_hop_frames`` (the last window may be shorter
 utterance's end); the windows of the whole batch go through the network together and their
 probabilities (VAD: values) are averaged per utterance. Windows starting beyond an utterance's
 windows never count.
+
+Longer than 300 lines because it is the one place the Lightning hooks meet (steps, eval
+bookkeeping, checkpoint spec, optimiser, the functionals classifier's fit when ``fit`` starts);
+the work each does lives in its own module (losses, metrics, windows, optim, models.functionals).
 """
 from __future__ import annotations
 
