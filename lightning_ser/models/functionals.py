@@ -9,7 +9,7 @@
 
 :class:`FunctionalsClassifier` standardises them with the training utterances' statistics and
 holds a multinomial logistic regression (L2, balanced class weights) fitted once, before the
-network trains, on the training speakers' whole unaugmented utterances (:meth:`~FunctionalsClassifier.fit`,
+network trains, on the training and validation speakers' whole unaugmented utterances (:meth:`~FunctionalsClassifier.fit`,
 L-BFGS in float64: the objective of scikit-learn's ``LogisticRegression(C=c, class_weight="balanced")``).
 ``SERModule(functionals_weight=w)`` scores an utterance with ``(1 - w) · p_network + w · p_functionals``.
 Its weights are buffers, so checkpoints, ``predict`` and ``export`` carry it.
@@ -99,11 +99,17 @@ class FunctionalsClassifier(nn.Module):
         self.register_buffer("scale", torch.ones(dim))
         self.register_buffer("weight", torch.zeros(num_classes, dim))
         self.register_buffer("bias", torch.zeros(num_classes))
-        self.register_buffer("is_fitted", torch.tensor(False))
+        self.register_buffer("is_fitted", torch.tensor(False))  # saved with the weights
+        self._fitted = False  # its host copy: scoring asks on every batch, without a device sync
+        self.register_load_state_dict_post_hook(FunctionalsClassifier._after_load)
+
+    @staticmethod
+    def _after_load(module: "FunctionalsClassifier", incompatible) -> None:
+        module._fitted = bool(module.is_fitted)
 
     @property
     def fitted(self) -> bool:
-        return bool(self.is_fitted)
+        return self._fitted
 
     def logits(self, functionals: Tensor) -> Tensor:
         """``functionals (B, D)`` → ``(B, C)`` logits."""
@@ -151,6 +157,7 @@ class FunctionalsClassifier(nn.Module):
             self.weight.copy_(W.detach().float().to(device))
             self.bias.copy_((b.detach() + absent).float().to(device))
             self.is_fitted.fill_(True)
+            self._fitted = True
             pred = (z @ W.T + b + absent).argmax(1)
         recall = [(pred[y == k] == k).double().mean() for k in range(C) if present[k]]
         return {"utterances": float(len(y)), "train_ua": float(torch.stack(recall).mean())}
